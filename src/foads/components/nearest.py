@@ -1,0 +1,33 @@
+"""Exact nearest-neighbour search by Euclidean distance, chunked to bound memory."""
+
+from __future__ import annotations
+
+import torch
+
+# Distance-matrix entries computed at once (float32: 256 MiB).
+_MAX_ENTRIES = 64 << 20
+
+
+def knn(
+    queries: torch.Tensor, bank: torch.Tensor, k: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices and Euclidean distances of the k nearest bank rows for every query row.
+
+    Returns (N, k) long indices and (N, k) distances, nearest first. Works on any device;
+    the distance is computed in the queries' dtype.
+    """
+    if bank.shape[0] < k:
+        raise ValueError(f"k={k} nearest neighbours requested from a bank of {bank.shape[0]} rows")
+    bank = bank.to(queries.dtype)
+    bank_sq = bank.square().sum(1)
+    chunk = max(1, _MAX_ENTRIES // max(1, bank.shape[0]))
+    idx_out = torch.empty(queries.shape[0], k, dtype=torch.long, device=queries.device)
+    dist_out = torch.empty(queries.shape[0], k, dtype=queries.dtype, device=queries.device)
+    for start in range(0, queries.shape[0], chunk):
+        q = queries[start : start + chunk]
+        sq = torch.addmm(bank_sq[None, :], q, bank.T, alpha=-2.0)
+        sq += q.square().sum(1, keepdim=True)
+        d2, idx = torch.topk(sq, k, dim=1, largest=False)
+        idx_out[start : start + chunk] = idx
+        dist_out[start : start + chunk] = d2.clamp_min(0).sqrt()
+    return idx_out, dist_out

@@ -1,0 +1,49 @@
+"""Dataset readers: each turns a dataset on disk into validated ``CategoryData`` records."""
+
+from foads.data.base import ALL, DatasetReader, validate_category
+from foads.data.btad import BTAD, BTAD_CATEGORIES
+from foads.data.errors import DatasetError, ImageReadError
+from foads.data.folder import ImageFolder
+from foads.data.images import IMAGE_EXTENSIONS, image_size, list_images, load_image, load_mask
+from foads.data.mtd import MTD_CATEGORY, MagneticTile
+from foads.data.mvtec import MVTEC_CATEGORIES, MVTecAD
+from foads.data.sample import CategoryData, Sample
+from foads.data.synthetic import (
+    DEFECT_TYPES,
+    SYNTHETIC_CATEGORIES,
+    Synthetic,
+    draw_defect,
+    generate_synthetic,
+)
+from foads.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, denormalise
+
+__all__ = [
+    "ALL",
+    "BTAD",
+    "BTAD_CATEGORIES",
+    "DEFECT_TYPES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "MTD_CATEGORY",
+    "MVTEC_CATEGORIES",
+    "SYNTHETIC_CATEGORIES",
+    "CategoryData",
+    "DatasetError",
+    "DatasetReader",
+    "ImageFolder",
+    "ImageReadError",
+    "ImageTransform",
+    "MVTecAD",
+    "MagneticTile",
+    "Sample",
+    "Synthetic",
+    "denormalise",
+    "draw_defect",
+    "generate_synthetic",
+    "image_size",
+    "list_images",
+    "load_image",
+    "load_mask",
+    "validate_category",
+]

@@ -1,0 +1,91 @@
+"""Patch embeddings: multi-scale backbone features on the stride-4 grid, a fixed channel subset."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from foads.features.backbones import FeatureBackbone
+
+
+def random_channel_index(total: int, feature_dim: int | None, seed: int = 0) -> torch.Tensor:
+    """Sorted random subset of ``feature_dim`` channel indices out of ``total`` (all if None)."""
+    if feature_dim is None:
+        return torch.arange(total)
+    if not 0 < feature_dim <= total:
+        raise ValueError(
+            f"feature_dim={feature_dim} must lie in 1..{total}, the backbone's total channel count"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(total, generator=generator)[:feature_dim].sort().values
+
+
+class PatchEmbedder(nn.Module):
+    """Frozen extractor of d-dimensional patch embeddings on the stride-4 grid (KNG.md section 1).
+
+    Each of the backbone's three maps is bilinearly resized (align_corners=False) to the
+    stride-4 grid, ``(H // 4, W // 4)`` or ``feature_size``, the maps are concatenated and a
+    fixed random subset of ``feature_dim`` channels is kept. The subset is the buffer
+    ``channel_index`` (drawn from ``seed``), so it travels with the state dict. The module
+    is always in eval mode and has no trainable parameters.
+    """
+
+    def __init__(
+        self,
+        backbone: FeatureBackbone,
+        feature_dim: int | None = 100,
+        feature_size: int | tuple[int, int] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.total_channels = sum(backbone.channels)
+        self.feature_size = feature_size
+        self.register_buffer(
+            "channel_index", random_channel_index(self.total_channels, feature_dim, seed)
+        )
+        self.requires_grad_(False)
+        self.train(False)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.channel_index.numel())
+
+    def train(self, mode: bool = True) -> PatchEmbedder:
+        """Stay in eval mode whatever is asked: BatchNorm statistics must never move."""
+        return super().train(False)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Grid size (h, w) of the embeddings for an input of ``height`` x ``width`` pixels."""
+        if self.feature_size is None:
+            return height // 4, width // 4
+        if isinstance(self.feature_size, int):
+            return self.feature_size, self.feature_size
+        return tuple(self.feature_size)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Embed ImageNet-normalised images (B, 3, H, W) into (B, feature_dim, h, w)."""
+        size = self.output_size(*images.shape[-2:])
+        maps = self.backbone(images)
+        parts = []
+        offset = 0
+        for fmap in maps:
+            channels = fmap.shape[1]
+            # Selecting before resizing gives the same result (resizing is per channel, the
+            # index is sorted) and upsamples only the kept channels.
+            index = self.channel_index
+            local = index[(index >= offset) & (index < offset + channels)] - offset
+            offset += channels
+            if local.numel() == 0:
+                continue
+            fmap = fmap.index_select(1, local)
+            if fmap.shape[-2:] != size:
+                fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
+            parts.append(fmap)
+        if offset != self.total_channels:
+            raise RuntimeError(
+                f"backbone returned {offset} channels, expected {self.total_channels}"
+            )
+        return torch.cat(parts, dim=1)

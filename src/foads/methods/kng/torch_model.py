@@ -1,0 +1,206 @@
+"""K-NG as a plain torch module: a neural-gas graph of k-means nodes with per-node Gaussians.
+
+The state (KNG.md section 2) is, per node, a mean, a count, a scatter matrix (float64), an
+acceptance threshold and a cached whitening factor, plus an undirected edge list with ages.
+It never stores images or old embeddings: memory is O(K d^2) whatever the stream length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from foads.components.gaussian import (
+    group_stats,
+    mahalanobis,
+    merge_stats,
+    regularised_covariance,
+    whitening,
+)
+from foads.components.nearest import knn
+from foads.methods.kng.graph import (
+    EDGE_AGING,
+    THRESHOLD_TYPES,
+    empty_edges,
+    keep_nodes,
+    node_thresholds,
+    prune_edges,
+    walk_edges,
+)
+
+
+@dataclass
+class NodeAssignment:
+    """Nearest (s1) and second-nearest (s2) node of each embedding, and the distance to s1.
+
+    Scoring and the online update need the same search; it is done once per batch.
+    """
+
+    s1: torch.Tensor
+    s2: torch.Tensor
+    distance: torch.Tensor
+
+
+class KNGModel(nn.Module):
+    """The K-NG model: initial fit on shot embeddings, scoring, exact incremental updates."""
+
+    def __init__(
+        self,
+        num_nodes: int = 3136,
+        epochs: int = 10,
+        age_max: int = 25,
+        edge_aging: str = "winner",
+        threshold_type: str = "median",
+        threshold_scale: float = 1.0,
+        covariance_prior: float = 0.0,
+        eps: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if num_nodes < 2:
+            raise ValueError(f"num_nodes must be at least 2 (a node needs a runner-up), got {num_nodes}")
+        if edge_aging not in EDGE_AGING:
+            raise ValueError(f"edge_aging must be one of {EDGE_AGING}, got {edge_aging!r}")
+        if threshold_type not in THRESHOLD_TYPES:
+            raise ValueError(f"threshold_type must be one of {THRESHOLD_TYPES}, got {threshold_type!r}")
+        self.num_nodes = num_nodes
+        self.epochs = epochs
+        self.age_max = age_max
+        self.edge_aging = edge_aging
+        self.threshold_type = threshold_type
+        self.threshold_scale = threshold_scale
+        self.covariance_prior = covariance_prior
+        self.eps = eps
+        self.seed = seed
+        for name in ("counts", "means", "scatter", "thresholds", "prior", "centres", "whiten"):
+            self.register_buffer(name, torch.empty(0))
+        edges, ages = empty_edges()
+        self.register_buffer("edges", edges)
+        self.register_buffer("edge_ages", ages)
+
+    # ---------------------------------------------------------------- state
+    @property
+    def fitted(self) -> bool:
+        return self.means.numel() > 0
+
+    @property
+    def current_nodes(self) -> int:
+        return int(self.means.shape[0])
+
+    def state_bytes(self) -> int:
+        """Bytes of the model state (caches included), the figure reported as model_state_bytes."""
+        return sum(b.numel() * b.element_size() for b in self.buffers())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Buffer shapes depend on the fitted graph (nodes are dropped, edges come and go).
+        for name, buf in list(self._buffers.items()):
+            key = prefix + name
+            if key in state_dict and buf is not None and buf.shape != state_dict[key].shape:
+                self._buffers[name] = torch.empty_like(state_dict[key], device=buf.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ---------------------------------------------------------------- fit (Algorithm 1)
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """Build the graph from the shot embeddings x (M, d)."""
+        if x.ndim != 2:
+            raise ValueError(f"expected embeddings of shape (M, d), got {tuple(x.shape)}")
+        m = x.shape[0]
+        if m < self.num_nodes:
+            raise ValueError(
+                f"num_nodes={self.num_nodes} is more than the {m} training embeddings; "
+                f"lower method.num_nodes or use more shots"
+            )
+        gen = torch.Generator().manual_seed(self.seed)
+        start = torch.randperm(m, generator=gen)[: self.num_nodes].to(x.device)
+        centres = x[start].clone()
+        edges, ages = empty_edges(x.device)
+        s1 = torch.zeros(m, dtype=torch.long, device=x.device)
+        for _ in range(max(1, self.epochs)):
+            idx, _ = knn(x, centres, k=2)
+            s1, s2 = idx[:, 0], idx[:, 1]
+            k = centres.shape[0]
+            edges, ages = walk_edges(s1, s2, k, edges, ages, self.edge_aging)
+            edges, ages = prune_edges(edges, ages, self.age_max)
+            counts = torch.bincount(s1, minlength=k)
+            sums = torch.zeros_like(centres).index_add_(0, s1, x)
+            keep = counts > 0
+            centres = sums[keep] / counts[keep, None]
+            edges, ages = keep_nodes(edges, ages, keep)
+            s1 = (torch.cumsum(keep.long(), 0) - 1)[s1]
+        counts, means, scatter = group_stats(x, s1, centres.shape[0])
+        # A node needs two embeddings for a covariance; fewer would give NaN.
+        keep = counts >= 2
+        self.edges, self.edge_ages = keep_nodes(edges, ages, keep)
+        self.counts, self.means, self.scatter = counts[keep], means[keep], scatter[keep]
+        x64 = x.to(torch.float64)
+        self.prior = torch.cov(x64.T) if m > 1 else torch.zeros_like(scatter[0])
+        self._refresh(torch.ones(self.current_nodes, dtype=torch.bool, device=x.device))
+
+    def _refresh(self, changed: torch.Tensor) -> None:
+        """Recompute the scoring caches of changed nodes and every threshold."""
+        cov = regularised_covariance(
+            self.scatter[changed],
+            self.counts[changed],
+            self.prior,
+            self.covariance_prior,
+            self.eps,
+            dtype=torch.float32,
+        )
+        dtype = torch.float32
+        if self.whiten.shape[:1] != self.means.shape[:1]:
+            d = self.means.shape[1]
+            self.whiten = torch.zeros(self.current_nodes, d, d, dtype=dtype, device=self.means.device)
+        self.whiten[changed] = whitening(cov)
+        self.centres = self.means.to(dtype)
+        self.thresholds = node_thresholds(
+            self.centres, self.edges, self.threshold_type, self.threshold_scale
+        )
+
+    # ---------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def assign(self, x: torch.Tensor) -> NodeAssignment:
+        """Nearest and second-nearest node of every embedding (Euclidean [10])."""
+        idx, dist = knn(x, self.centres, k=2)
+        return NodeAssignment(idx[:, 0], idx[:, 1], dist[:, 0])
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, assignment: NodeAssignment | None = None) -> torch.Tensor:
+        """Mahalanobis distance of each embedding to its nearest node [11]."""
+        if assignment is None:
+            assignment = self.assign(x)
+        return mahalanobis(x, self.centres, self.whiten, assignment.s1)
+
+    # ---------------------------------------------------------------- online update (Algorithm 2)
+    @torch.no_grad()
+    def accept(self, assignment: NodeAssignment) -> torch.Tensor:
+        """Pseudo-labels: an embedding is normal if it lies within its nearest node's radius."""
+        return assignment.distance < self.thresholds[assignment.s1].to(assignment.distance)
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor, assignment: NodeAssignment | None = None) -> torch.Tensor:
+        """Absorb the pseudo-normal embeddings of x; returns the accepted mask (N,)."""
+        if assignment is None:
+            assignment = self.assign(x)
+        accepted = self.accept(assignment)
+        if not bool(accepted.any()):
+            return accepted
+        s1, s2 = assignment.s1[accepted], assignment.s2[accepted]
+        k = self.current_nodes
+        edges, ages = walk_edges(s1, s2, k, self.edges, self.edge_ages, self.edge_aging)
+        self.edges, self.edge_ages = prune_edges(edges, ages, self.age_max)
+        n_new, mean_new, scatter_new = group_stats(x[accepted], s1, k)
+        changed = n_new > 0
+        n, mean, scatter = merge_stats(
+            self.counts[changed],
+            self.means[changed],
+            self.scatter[changed],
+            n_new[changed],
+            mean_new[changed],
+            scatter_new[changed],
+        )
+        self.counts[changed], self.means[changed], self.scatter[changed] = n, mean, scatter
+        self._refresh(changed)
+        return accepted

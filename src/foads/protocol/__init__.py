@@ -1,0 +1,1 @@
+"""The FOADS protocol, the same for every method: split, stream, test-then-train, sessions."""

@@ -1,0 +1,249 @@
+"""The single owner of the protocol's ground truth: sessions, metrics, update diagnostics.
+
+`StreamingEvaluator` is a Lightning callback. For every stream batch it records the method's
+scores (final from that moment), then, in online mode, hands the batch to the method's
+`update` (test-then-train, KNG.md section 7). It alone reads the labels and masks.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from foads.metrics import auroc, pro_score
+from foads.protocol.method import Scored, StreamingMethod
+from foads.data.sample import Sample
+
+MODES = ("online", "offline")
+SESSION_FIELDS = (
+    "session",
+    "first_position",
+    "images",
+    "anomalies",
+    "image_auroc",
+    "pixel_auroc",
+    "pro",
+    "accepted_fraction",
+    "absorbed_anomalous_fraction",
+    "seconds_per_image",
+)
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+class StreamingEvaluator(L.Callback):
+    """Scores first, updates second; keeps per-session and whole-stream metrics."""
+
+    def __init__(
+        self,
+        stream: Sequence[Sample],
+        load_mask: Callable[[Sample], torch.Tensor],
+        mode: str = "online",
+        session_size: int = 10,
+        sessions_csv: str | Path | None = None,
+        has_masks: bool = True,
+        keep_last: int = 10,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if session_size < 1:
+            raise ValueError(f"protocol.session_size must be at least 1, got {session_size}")
+        self.stream = list(stream)
+        self.load_mask = load_mask
+        self.mode = mode
+        self.session_size = session_size
+        self.sessions_csv = Path(sessions_csv) if sessions_csv else None
+        self.has_masks = has_masks
+        self.keep_last = keep_last
+        self.reset()
+
+    def reset(self) -> None:
+        self.positions: list[int] = []
+        self.image_scores: list[float] = []
+        self.labels: list[int] = []
+        self.maps: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        self.patch_stats: list[tuple[int, int, int, int]] = []  # accepted, total, anomalous, absorbed
+        self.skipped: list[tuple[int, str]] = []
+        self.sessions: list[dict] = []
+        self.compute_seconds = 0.0
+        self.batch_seconds: list[tuple[int, float]] = []
+        self._session_start = 0
+        self._t0 = 0.0
+        self.summary: dict = {}
+
+    # ------------------------------------------------------------------ hooks
+    def on_test_start(self, trainer: L.Trainer, pl_module: StreamingMethod) -> None:
+        self.reset()
+        if self.sessions_csv is not None:
+            self.sessions_csv.parent.mkdir(parents=True, exist_ok=True)
+            with self.sessions_csv.open("w", newline="") as f:
+                csv.writer(f).writerow(SESSION_FIELDS)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        _synchronize(pl_module.device)
+        self._t0 = time.perf_counter()
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: StreamingMethod,
+        outputs: Scored | None,
+        batch: dict,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.skipped.extend(batch.get("skipped", []))
+        if outputs is None:
+            return
+        # The scores are final now: copy them out before the method may learn from the batch.
+        maps = outputs.anomaly_maps.detach().float().cpu().numpy()
+        image_scores = outputs.image_scores.detach().float().cpu().numpy()
+        updated = None
+        if self.mode == "online":
+            updated = pl_module.update(batch["image"], outputs)
+        _synchronize(pl_module.device)
+        elapsed = time.perf_counter() - self._t0
+        self.compute_seconds += elapsed
+        positions = batch["index"].tolist()
+        self.batch_seconds.append((len(positions), elapsed))
+        accepted = None
+        if updated is not None and updated.accepted is not None:
+            accepted = updated.accepted.detach().cpu()
+        for j, position in enumerate(positions):
+            sample = self.stream[position]
+            mask = self.load_mask(sample).numpy()
+            self.positions.append(position)
+            self.image_scores.append(float(image_scores[j]))
+            self.labels.append(int(sample.label))
+            self.maps.append(maps[j])
+            self.masks.append(mask)
+            self.patch_stats.append(_patch_stats(accepted, j, mask))
+            if len(self.positions) - self._session_start == self.session_size:
+                self._close_session(trainer)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: StreamingMethod) -> None:
+        if len(self.positions) > self._session_start:
+            self._close_session(trainer)
+        self.summary = self._stream_summary()
+
+    # ------------------------------------------------------------------ metrics
+    def _close_session(self, trainer: L.Trainer) -> None:
+        lo, hi = self._session_start, len(self.positions)
+        self._session_start = hi
+        labels = np.array(self.labels[lo:hi])
+        scores = np.array(self.image_scores[lo:hi])
+        row = {
+            "session": len(self.sessions),
+            "first_position": self.positions[lo],
+            "images": hi - lo,
+            "anomalies": int(labels.sum()),
+            "image_auroc": auroc(scores, labels),
+        }
+        row.update(self._pixel_metrics(lo, hi))
+        row.update(self._patch_fractions(lo, hi))
+        n_batch = sum(n for n, _ in self.batch_seconds)
+        row["seconds_per_image"] = self.compute_seconds / max(1, n_batch)
+        self.sessions.append(row)
+        if self.sessions_csv is not None:
+            with self.sessions_csv.open("a", newline="") as f:
+                csv.writer(f).writerow([_fmt(row[k]) for k in SESSION_FIELDS])
+        metrics = {f"session/{k}": float(v) for k, v in row.items() if k != "session"}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=row["session"])
+
+    def _pixel_metrics(self, lo: int, hi: int) -> dict:
+        if not self.has_masks:
+            return {"pixel_auroc": float("nan"), "pro": float("nan")}
+        maps = np.stack(self.maps[lo:hi])
+        masks = np.stack(self.masks[lo:hi])
+        return {"pixel_auroc": auroc(maps, masks), "pro": pro_score(maps, masks)}
+
+    def _patch_fractions(self, lo: int, hi: int) -> dict:
+        stats = np.array(self.patch_stats[lo:hi], dtype=np.int64).reshape(-1, 4).sum(0)
+        accepted, total, anomalous, absorbed = stats.tolist()
+        if self.mode != "online" or total == 0:
+            return {"accepted_fraction": float("nan"), "absorbed_anomalous_fraction": float("nan")}
+        return {
+            "accepted_fraction": accepted / total,
+            "absorbed_anomalous_fraction": absorbed / anomalous if anomalous else float("nan"),
+        }
+
+    def _stream_summary(self) -> dict:
+        labels = np.array(self.labels)
+        sessions = self.sessions
+        n = len(self.positions)
+        out = {
+            "image_auroc": _nanmean([s["image_auroc"] for s in sessions]),
+            "pixel_auroc": _nanmean([s["pixel_auroc"] for s in sessions]),
+            "pro": _nanmean([s["pro"] for s in sessions]),
+            "stream_image_auroc": auroc(np.array(self.image_scores), labels) if n else math.nan,
+            "num_images": n,
+            "num_anomalous": int(labels.sum()) if n else 0,
+            "num_sessions": len(sessions),
+            "sessions_without_both_classes": sum(math.isnan(s["image_auroc"]) for s in sessions),
+            "sessions_without_anomalous_pixels": sum(math.isnan(s["pro"]) for s in sessions),
+            "skipped_images": len(self.skipped),
+            "skipped": [{"position": p, "error": e} for p, e in self.skipped],
+            "seconds_per_image": self.compute_seconds / n if n else math.nan,
+        }
+        if self.has_masks and n:
+            maps = np.stack(self.maps)
+            masks = np.stack(self.masks)
+            out["stream_pixel_auroc"] = auroc(maps, masks)
+            out["stream_pro"] = pro_score(maps, masks)
+        else:
+            out["stream_pixel_auroc"] = out["stream_pro"] = math.nan
+        out.update(self._patch_fractions(0, n))
+        return out
+
+    def last_session(self) -> dict:
+        """Positions, maps and masks of the last images, for the overlay figure."""
+        keep = slice(max(0, len(self.positions) - self.keep_last), len(self.positions))
+        return {
+            "positions": self.positions[keep],
+            "maps": self.maps[keep],
+            "masks": self.masks[keep],
+            "labels": self.labels[keep],
+        }
+
+
+def _patch_stats(accepted: torch.Tensor | None, j: int, mask: np.ndarray) -> tuple:
+    """(accepted, total, truly anomalous, anomalous and absorbed) patches of one image.
+
+    A patch is truly anomalous when at least half of its pixels are in the ground truth.
+    """
+    if accepted is None:
+        return (0, 0, 0, 0)
+    acc = accepted[j].bool()
+    h, w = acc.shape
+    cover = F.adaptive_avg_pool2d(torch.from_numpy(mask).float()[None, None], (h, w))[0, 0]
+    anomalous = cover >= 0.5
+    return (
+        int(acc.sum()),
+        acc.numel(),
+        int(anomalous.sum()),
+        int((acc & anomalous).sum()),
+    )
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6f}"
+    return str(value)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

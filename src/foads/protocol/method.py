@@ -1,0 +1,90 @@
+"""What the protocol asks of a method: fit on shots, score a batch, update from a batch.
+
+A method is a LightningModule. Lightning drives the few-shot fit (`trainer.fit` over the shot
+images) and the stream (`trainer.test` over the stream); the `StreamingEvaluator` callback
+records each batch's scores and then, in online mode, hands the batch to `update`. A method
+only ever receives images (and their stream positions), never labels or masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+
+
+@dataclass
+class Scored:
+    """A method's verdict on a batch: final as soon as it is returned."""
+
+    anomaly_maps: torch.Tensor  # (B, H, W), image-sized
+    image_scores: torch.Tensor  # (B,)
+    cache: Any = None  # what the method may reuse in `update` (e.g. its nearest-node search)
+
+
+@dataclass
+class Updated:
+    """What a method learned from a batch, for reporting only."""
+
+    accepted: torch.Tensor | None = None  # (B, h, w) bool: patches absorbed into the model
+    accepted_images: torch.Tensor | None = None  # (B,) bool, for image-level rules
+
+
+class StreamingMethod(L.LightningModule):
+    """Base class: subclasses implement `collect`, `fit_shots`, `score`, `update`, the state."""
+
+    name = "method"
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The fit is not gradient descent for most methods; those that train step manually.
+        self.automatic_optimization = False
+
+    # ------------------------------------------------------------ few-shot fit
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        self.collect(batch["image"])
+
+    def on_train_epoch_end(self) -> None:
+        self.fit_shots()
+
+    def configure_optimizers(self):
+        return None
+
+    def collect(self, images: torch.Tensor) -> None:
+        """Take one batch of shot images (called for every shot batch of the fit)."""
+        raise NotImplementedError
+
+    def fit_shots(self) -> None:
+        """Build the model from everything collected."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ stream
+    def test_step(self, batch: dict, batch_idx: int) -> Scored | None:
+        if batch["image"].numel() == 0:
+            return None
+        return self.score(batch["image"])
+
+    def score(self, images: torch.Tensor) -> Scored:
+        raise NotImplementedError
+
+    def update(self, images: torch.Tensor, scored: Scored) -> Updated:
+        """Learn from a batch that has already been scored (online mode only)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ state
+    def stream_state(self) -> dict:
+        """Everything needed to continue the stream later (not the frozen backbone)."""
+        raise NotImplementedError
+
+    def load_stream_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def state_bytes(self) -> int:
+        """Bytes of the learned state (what grows, or not, with the stream)."""
+        raise NotImplementedError
+
+    def state_summary(self) -> dict:
+        """Method-specific figures for summary.json (e.g. the node count)."""
+        return {}

@@ -1,0 +1,79 @@
+"""Image datasets for the shots and the stream: they yield images and positions, nothing else.
+
+Labels and masks stay with the protocol's evaluator; a method cannot see them because they
+are never in a batch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from foads.data.errors import ImageReadError
+from foads.data.images import load_image
+from foads.data.sample import Sample
+
+
+class ImageSequence(Dataset):
+    """The images of a list of samples, transformed; item = {"image", "index"}.
+
+    With `skip_unreadable`, an image that cannot be read becomes {"index", "error"} and the
+    collate function drops it from the batch (the stream goes on); otherwise it raises.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Callable,
+        skip_unreadable: bool = False,
+        offset: int = 0,
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.skip_unreadable = skip_unreadable
+        self.offset = offset
+
+    def __len__(self) -> int:
+        return len(self.samples) - self.offset
+
+    def __getitem__(self, i: int) -> dict:
+        index = i + self.offset
+        try:
+            image = self.transform(load_image(self.samples[index].path))
+        except ImageReadError as err:
+            if not self.skip_unreadable:
+                raise
+            return {"index": index, "error": str(err)}
+        return {"image": image, "index": index}
+
+
+def collate_images(items: list[dict]) -> dict:
+    """Stack the readable images of a batch; unreadable ones are listed under "skipped"."""
+    good = [it for it in items if "image" in it]
+    skipped = [(it["index"], it["error"]) for it in items if "image" not in it]
+    for index, error in skipped:
+        warnings.warn(f"stream image {index} skipped: {error}", stacklevel=2)
+    images = torch.stack([it["image"] for it in good]) if good else torch.empty(0)
+    index = torch.tensor([it["index"] for it in good], dtype=torch.long)
+    return {"image": images, "index": index, "skipped": skipped}
+
+
+def image_loader(
+    samples: Sequence[Sample],
+    transform: Callable,
+    batch_size: int,
+    skip_unreadable: bool = False,
+    offset: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A loader over samples in their given order (the stream order is the protocol's)."""
+    return DataLoader(
+        ImageSequence(samples, transform, skip_unreadable, offset),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_images,
+    )

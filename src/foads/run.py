@@ -1,0 +1,268 @@
+"""Entry point: `python -m foads.run method=kng dataset=mvtec ...` (Hydra).
+
+`run(cfg)` is the plain function behind it (tests call it): for every category it makes the
+FOADS split, fits the method on the shots, streams the rest through the `StreamingEvaluator`
+and writes sessions.csv, summary.json, figures and a checkpoint into the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from foads.data.images import image_size, load_image, load_mask
+from foads.data.sample import Sample
+from foads.data.transforms import ImageTransform, denormalise
+from foads.outputs.checkpoint import load_checkpoint, save_checkpoint
+from foads.outputs.plots import overlay_grid, session_curves
+from foads.outputs.tables import category_table, to_markdown, write_table
+from foads.protocol.evaluator import StreamingEvaluator
+from foads.protocol.split import few_shot_split
+from foads.protocol.stream import image_loader
+
+log = logging.getLogger(__name__)
+# Keep Lightning's start-up chatter (accelerator lines, tips) out of the run's output.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+# Lightning's advice about workers, optimisers and logging intervals does not apply here.
+for _pattern in (
+    ".*does not have many workers.*",
+    ".*configure_optimizers.*",
+    ".*training_step.*returned `None`.*",
+    ".*log_every_n_steps.*",
+    ".*smaller than the logging interval.*",
+    ".*module\\(s\\) in eval mode.*",
+    ".*isinstance\\(treespec, LeafSpec\\).*",
+):
+    warnings.filterwarnings("ignore", message=_pattern)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run one method on every requested category; returns the summary written to disk."""
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / "config_resolved.yaml", resolve=True)
+    dataset_conf = OmegaConf.to_container(cfg.dataset, resolve=True)
+    dataset_name = dataset_conf.pop("name", None) or dataset_conf["_target_"].rsplit(".", 1)[-1]
+    reader = instantiate(dataset_conf)
+    categories = reader.resolve_categories(cfg.dataset.category)
+    many = len(categories) > 1
+    per_category: dict[str, dict] = {}
+    sessions: dict[str, list[dict]] = {}
+    for category in categories:
+        cat_dir = out_dir / category if many else out_dir
+        cat_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            per_category[category], sessions[category] = run_category(cfg, reader, category, cat_dir)
+        except Exception as err:  # one bad category must not lose the others
+            if not many:
+                raise
+            log.exception("category %s failed", category)
+            per_category[category] = {"error": f"{type(err).__name__}: {err}"}
+    mean = _mean_summary([s for s in per_category.values() if "error" not in s])
+    summary = {
+        **mean,
+        "method": _method_name(cfg),
+        "mode": cfg.mode,
+        "dataset": dataset_name.lower(),
+        "backbone": cfg.backbone.name,
+        "categories": per_category,
+        "mean": mean,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
+    rows = category_table(per_category, mean)
+    title = f"{summary['method']} ({cfg.mode}), {summary['dataset']}, {cfg.backbone.name}"
+    if many:
+        write_table(rows, out_dir, title)
+        session_curves({c: s for c, s in sessions.items() if s}, out_dir / "sessions.png", title)
+    print("\n" + to_markdown(rows, title))
+    print(
+        f"stream image AUROC {_pct(mean.get('stream_image_auroc'))}, "
+        f"stream pixel AUROC {_pct(mean.get('stream_pixel_auroc'))}, "
+        f"stream PRO {_pct(mean.get('stream_pro'))}, "
+        f"{mean.get('seconds_per_image', math.nan):.3f} s/image; outputs in {out_dir}"
+    )
+    return summary
+
+
+def run_category(cfg: DictConfig, reader, category: str, out_dir: Path) -> tuple[dict, list]:
+    """The protocol for one category: split, fit (or resume), stream, outputs."""
+    protocol = cfg.protocol
+    data = reader.load(category)
+    split = few_shot_split(data, protocol.shots, protocol.split_seed, protocol.stream_seed)
+    transform = ImageTransform(protocol.resize, protocol.crop)
+    method = instantiate(cfg.method, backbone=instantiate(cfg.backbone))
+
+    def ground_truth(sample: Sample) -> torch.Tensor:
+        if sample.mask_path is None:
+            return torch.zeros(protocol.crop, protocol.crop, dtype=torch.bool)
+        return transform.mask(load_mask(sample.mask_path, image_size(sample.path)))
+
+    evaluator = StreamingEvaluator(
+        split.stream,
+        ground_truth,
+        mode=cfg.mode,
+        session_size=protocol.session_size,
+        sessions_csv=out_dir / "sessions.csv",
+        has_masks=data.has_masks,
+    )
+    loggers = [
+        instantiate(conf, save_dir=str(out_dir), **_logger_names(name, cfg, category))
+        for name, conf in (cfg.get("logger") or {}).items()
+    ]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[evaluator])
+
+    start, fit_seconds = 0, 0.0
+    if cfg.get("ckpt_path"):
+        ckpt = load_checkpoint(cfg.ckpt_path, method.name)
+        _check_same_stream(ckpt["stream"], category, protocol, len(split.stream))
+        method.load_stream_state(ckpt["state"])
+        start = ckpt["stream"]["position"]
+    else:
+        shots = image_loader(split.shots, transform, protocol.batch_size)
+        t0 = time.perf_counter()
+        trainer.fit(method, train_dataloaders=shots)
+        fit_seconds = time.perf_counter() - t0
+    bytes_start = method.state_bytes()
+    end = len(split.stream)
+    if protocol.max_stream_images is not None:
+        end = min(end, start + int(protocol.max_stream_images))
+    stream = image_loader(
+        split.stream[:end],
+        transform,
+        protocol.batch_size,
+        skip_unreadable=True,
+        offset=start,
+        num_workers=protocol.num_workers,
+    )
+    trainer.test(method, dataloaders=stream, verbose=False)
+
+    summary = dict(evaluator.summary)
+    summary.update(
+        category=category,
+        fit_seconds=fit_seconds,
+        stream_start=start,
+        stream_end=end,
+        stream_length=len(split.stream),
+        num_shots=len(split.shots),
+        model_state_bytes=method.state_bytes(),
+        model_state_bytes_start=bytes_start,
+        **method.state_summary(),
+    )
+    save_checkpoint(
+        out_dir / "checkpoint.pt",
+        method.name,
+        method.stream_state(),
+        {
+            "position": end,
+            "category": category,
+            "split_seed": protocol.split_seed,
+            "stream_seed": protocol.stream_seed,
+            "shots": protocol.shots,
+            "stream_length": len(split.stream),
+        },
+    )
+    (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
+    if evaluator.sessions:
+        session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
+        _overlays(evaluator, split.stream, transform, out_dir / "overlays.png")
+    for logger in trainer.loggers:
+        _log_figures(logger, out_dir)
+    return summary, evaluator.sessions
+
+
+def _overlays(evaluator, stream, transform, path: Path) -> None:
+    last = evaluator.last_session()
+    images = [
+        denormalise(transform(load_image(stream[p].path))).permute(1, 2, 0).numpy()
+        for p in last["positions"]
+    ]
+    captions = [
+        f"#{p} {stream[p].defect_type}" for p in last["positions"]
+    ]
+    overlay_grid(images, [m.astype(float) for m in last["masks"]], last["maps"], path, captions)
+
+
+def _log_figures(logger, out_dir: Path) -> None:
+    if hasattr(logger, "log_image"):
+        for name in ("sessions", "overlays"):
+            if (out_dir / f"{name}.png").exists():
+                logger.log_image(key=name, images=[str(out_dir / f"{name}.png")])
+    logger.finalize("success")
+
+
+def _logger_names(name: str, cfg: DictConfig, category: str) -> dict:
+    if name == "wandb" and not cfg.logger.wandb.get("name"):
+        return {"name": f"{_method_name(cfg)}-{cfg.mode}-{category}"}
+    return {}
+
+
+def _check_same_stream(saved: dict, category: str, protocol, length: int) -> None:
+    now = {
+        "category": category,
+        "split_seed": protocol.split_seed,
+        "stream_seed": protocol.stream_seed,
+        "shots": protocol.shots,
+        "stream_length": length,
+    }
+    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    if diff:
+        raise ValueError(
+            "ckpt_path belongs to another stream; (checkpoint, now) differ in: "
+            + ", ".join(f"{k}={a!r} vs {b!r}" for k, (a, b) in diff.items())
+        )
+
+
+def _method_name(cfg: DictConfig) -> str:
+    return get_class(cfg.method._target_).name
+
+
+def _mean_summary(summaries: list[dict]) -> dict:
+    if not summaries:
+        return {}
+    keys = [k for k, v in summaries[0].items() if isinstance(v, (int, float)) and k != "category"]
+    out = {}
+    for key in keys:
+        values = np.array([s.get(key, math.nan) for s in summaries], dtype=float)
+        finite = values[~np.isnan(values)]
+        out[key] = float(finite.mean()) if finite.size else math.nan
+    for key in ("num_images", "skipped_images", "num_anomalous"):
+        if key in out:
+            out[key] = int(sum(s.get(key, 0) for s in summaries))
+    return out
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return _jsonable(value.item())
+    return value
+
+
+def _pct(value) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    summary = run(cfg)
+    return summary.get("image_auroc", math.nan)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Tests for the backbones (weights really loaded, clear errors) and the patch embedder."""
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage import data
+from torchvision.transforms.v2 import functional as TF
+
+from foads.features import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BackboneWeightsError,
+    PatchEmbedder,
+    build_backbone,
+    build_classifier,
+    torchvision_weights_path,
+)
+
+IMAGENET_CATS = range(281, 286)
+EXPECTED_CHANNELS = {
+    "resnet18": (64, 128, 256),
+    "wide_resnet50_2": (256, 512, 1024),
+    "efficientnet_lite0": (24, 40, 112),
+}
+
+
+def _imagenet_tensor(image: np.ndarray) -> torch.Tensor:
+    """KNG.md section 1 preprocessing: resize 256, centre-crop 224, ImageNet mean/std."""
+    x = torch.from_numpy(image).permute(2, 0, 1)
+    x = TF.center_crop(TF.resize(x, [256], antialias=True), [224, 224])
+    x = TF.to_dtype(x, torch.float32, scale=True)
+    return TF.normalize(x, list(IMAGENET_MEAN), list(IMAGENET_STD))[None]
+
+
+@pytest.fixture(scope="module")
+def random_resnet18():
+    torch.manual_seed(0)
+    return build_backbone("resnet18", pretrained=False)
+
+
+def test_efficientnet_lite0_weights_classify_chelsea_as_a_cat():
+    classifier = build_classifier("efficientnet_lite0")
+    with torch.no_grad():
+        probs = classifier(_imagenet_tensor(data.chelsea())).softmax(dim=1)[0]
+    assert int(probs.argmax()) in IMAGENET_CATS
+    assert float(probs[281:286].sum()) > 0.8
+
+
+def test_efficientnet_lite0_pretrained_backbone_shapes():
+    backbone = build_backbone("efficientnet_lite0")
+    assert not backbone.training
+    with torch.no_grad():
+        maps = backbone(_imagenet_tensor(data.chelsea()))
+    assert [tuple(m.shape) for m in maps] == [(1, 24, 56, 56), (1, 40, 28, 28), (1, 112, 14, 14)]
+
+
+@pytest.mark.parametrize(
+    "name,size", [("resnet18", 224), ("efficientnet_lite0", 224), ("wide_resnet50_2", 64)]
+)
+def test_random_backbones_give_three_maps_at_strides_4_8_16(name, size):
+    backbone = build_backbone(name, pretrained=False)
+    assert backbone.channels == EXPECTED_CHANNELS[name]
+    assert backbone.strides == (4, 8, 16)
+    with torch.no_grad():
+        maps = backbone(torch.randn(2, 3, size, size))
+    expected = [(2, c, size // s, size // s) for c, s in zip(backbone.channels, backbone.strides)]
+    assert [tuple(m.shape) for m in maps] == expected
+
+
+def test_missing_torchvision_weights_fail_loudly_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    # Simulate no network below torch.hub, so the real download attempt runs and fails.
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    path = torchvision_weights_path("resnet18")
+    assert path.startswith(str(tmp_path))
+    with pytest.raises(BackboneWeightsError) as info:
+        build_backbone("resnet18")
+    message = str(info.value)
+    assert path in message
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
+    assert "efficientnet_lite0" in message
+
+
+def test_cached_torchvision_weights_are_loaded(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(1)
+    reference = build_classifier("resnet18", pretrained=False)
+    path = torchvision_weights_path("resnet18")
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(reference.state_dict(), path)
+    assert torch.equal(build_classifier("resnet18").conv1.weight, reference.conv1.weight)
+    backbone = build_backbone("resnet18")
+    loaded = backbone.body.get_submodule("layer3.0.conv1").weight
+    assert torch.equal(loaded, reference.layer3[0].conv1.weight)
+
+
+def test_unknown_backbone_name():
+    with pytest.raises(ValueError, match="efficientnet_lite0"):
+        build_backbone("vgg16")
+
+
+def test_patch_embedder_shapes_and_frozen(random_resnet18):
+    embedder = PatchEmbedder(random_resnet18, feature_dim=100, seed=0)
+    assert embedder(torch.randn(2, 3, 224, 224)).shape == (2, 100, 56, 56)
+    assert all(not p.requires_grad for p in embedder.parameters())
+    embedder.train()
+    assert not embedder.training
+    assert not any(m.training for m in embedder.modules())
+    assert "channel_index" in embedder.state_dict()
+
+
+def test_patch_embedder_feature_size_option(random_resnet18):
+    embedder = PatchEmbedder(random_resnet18, feature_dim=None, feature_size=64)
+    assert embedder(torch.randn(1, 3, 224, 224)).shape == (1, 448, 64, 64)
+
+
+def test_patch_embedder_equals_resize_concat_then_select(random_resnet18):
+    embedder = PatchEmbedder(random_resnet18, feature_dim=100, seed=3)
+    images = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        maps = random_resnet18(images)
+        full = torch.cat(
+            [F.interpolate(m, size=(24, 24), mode="bilinear", align_corners=False) for m in maps],
+            dim=1,
+        )
+    torch.testing.assert_close(embedder(images), full[:, embedder.channel_index])
+
+
+def test_channel_subset_depends_only_on_seed(random_resnet18):
+    first = PatchEmbedder(random_resnet18, seed=0).channel_index
+    again = PatchEmbedder(random_resnet18, seed=0).channel_index
+    other = PatchEmbedder(random_resnet18, seed=1).channel_index
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert first.numel() == 100 and bool((first.diff() > 0).all()) and int(first.max()) < 448
+
+
+def test_feature_dim_larger_than_channels_raises(random_resnet18):
+    with pytest.raises(ValueError, match=r"feature_dim=500.*448"):
+        PatchEmbedder(random_resnet18, feature_dim=500)
