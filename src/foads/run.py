@@ -63,7 +63,9 @@ def run(cfg: DictConfig) -> dict:
         cat_dir = out_dir / category if many else out_dir
         cat_dir.mkdir(parents=True, exist_ok=True)
         try:
-            per_category[category], sessions[category] = run_category(cfg, reader, category, cat_dir)
+            per_category[category], sessions[category] = run_category(
+                cfg, reader, category, cat_dir
+            )
         except Exception as err:  # one bad category must not lose the others
             if not many:
                 raise
@@ -187,9 +189,7 @@ def _overlays(evaluator, stream, transform, path: Path) -> None:
         denormalise(transform(load_image(stream[p].path))).permute(1, 2, 0).numpy()
         for p in last["positions"]
     ]
-    captions = [
-        f"#{p} {stream[p].defect_type}" for p in last["positions"]
-    ]
+    captions = [f"#{p} {stream[p].defect_type}" for p in last["positions"]]
     overlay_grid(images, [m.astype(float) for m in last["masks"]], last["maps"], path, captions)
 
 

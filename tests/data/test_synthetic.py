@@ -94,8 +94,8 @@ def test_defect_changes_pixels_only_inside_its_mask(tmp_path, defect):
         change = np.abs(bad - good).max(axis=2)
         assert mask.any()
         assert not change[~mask].any()
-        # Clearly visible: on average a strong change inside the mask.
-        assert change[mask].mean() > 0.15, (defect, change[mask].mean())
+        # Visible but possibly faint (blended at 30-70% strength): a real change in the mask.
+        assert change[mask].mean() > 0.04, (defect, change[mask].mean())
 
 
 def test_read_back_through_mvtec(tmp_path):

@@ -31,7 +31,7 @@ class GroupBlocks:
     size: int
 
     @classmethod
-    def build(cls, group: torch.Tensor, num_groups: int, size: int = 16) -> "GroupBlocks":
+    def build(cls, group: torch.Tensor, num_groups: int, size: int = 16) -> GroupBlocks:
         order = torch.argsort(group, stable=True)
         g = group[order]
         counts = torch.bincount(group, minlength=num_groups)

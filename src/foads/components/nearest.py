@@ -8,9 +8,7 @@ import torch
 _MAX_ENTRIES = 64 << 20
 
 
-def knn(
-    queries: torch.Tensor, bank: torch.Tensor, k: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
+def knn(queries: torch.Tensor, bank: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices and Euclidean distances of the k nearest bank rows for every query row.
 
     Returns (N, k) long indices and (N, k) distances, nearest first. Works on any device;

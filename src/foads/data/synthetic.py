@@ -40,6 +40,8 @@ _STAIN_COLOURS = (
     (0.95, 0.85, 0.15),  # yellow residue
     (0.15, 0.55, 0.95),  # blue coolant
 )
+# Range of the opacity with which a drawn defect is blended into the good image.
+_STRENGTH = (0.3, 0.7)
 # Fast zlib level: the PNGs are rewritten often by tests and the bytes stay deterministic.
 _PNG_COMPRESS_LEVEL = 1
 
@@ -56,18 +58,31 @@ def _texture(name: str, side: int) -> np.ndarray:
 
 
 def _render(name: str, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A good image: a random crop of the category's texture, flipped, jittered, tinted."""
+    """A good image: a random view of the category's texture under a random nuisance.
+
+    Good parts vary in ways ten shots cannot cover (zoom, orientation, illumination
+    gradient), as parts on a line do; an online method can learn that variation from the
+    stream, an offline one cannot.
+    """
     # The texture is twice the crop, so a crop shows the same share of it at any image size.
     texture = _texture(name, 2 * size)
-    top, left = rng.integers(0, texture.shape[0] - size + 1, size=2)
-    crop = texture[top : top + size, left : left + size]
+    zoom = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+    side = min(texture.shape[0], max(8, round(size / zoom)))
+    top, left = rng.integers(0, texture.shape[0] - side + 1, size=2)
+    crop = texture[top : top + side, left : left + side]
+    if side != size:
+        crop = np.asarray(
+            Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR), np.float32
+        )
+    crop = np.rot90(crop, int(rng.integers(4)))
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
-    if rng.random() < 0.5:
-        crop = crop[::-1, :]
-    gain = rng.uniform(0.94, 1.06)
-    rgb = crop[:, :, None] * np.asarray(_TINTS[name], dtype=np.float32)[None, None, :] * gain
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    ys, xs = _grid(size)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * xs + np.sin(angle) * ys) / size - 0.5 * (np.cos(angle) + np.sin(angle))
+    light = rng.uniform(0.85, 1.15) * (1.0 + rng.uniform(0.0, 0.35) * ramp)
+    rgb = crop[:, :, None] * np.asarray(_TINTS[name], dtype=np.float32)[None, None, :]
+    return np.clip(rgb * light[:, :, None], 0.0, 1.0).astype(np.float32)
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,9 +174,12 @@ _DRAWERS = {"scratch": _scratch, "hole": _hole, "stain": _stain, "patch": _patch
 def draw_defect(image: np.ndarray, defect: str, rng: np.random.Generator, name: str):
     """Draw one defect on a float RGB image in [0, 1]; return (new image, boolean mask).
 
-    Only pixels inside the mask change, so the mask is exact.
+    Only pixels inside the mask change, so the mask is exact. The drawn defect is blended
+    in at a random strength (`_STRENGTH`), so some defects are faint, as real ones are.
     """
-    return _DRAWERS[defect](image, rng, name)
+    drawn, mask = _DRAWERS[defect](image, rng, name)
+    strength = np.float32(rng.uniform(*_STRENGTH))
+    return image + strength * (drawn - image), mask
 
 
 def _save(array: np.ndarray, path: Path) -> None:

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from foads.data.sample import Sample
 from foads.metrics import auroc, pro_score
 from foads.protocol.method import Scored, StreamingMethod
-from foads.data.sample import Sample
 
 MODES = ("online", "offline")
 SESSION_FIELDS = (
@@ -74,7 +74,9 @@ class StreamingEvaluator(L.Callback):
         self.labels: list[int] = []
         self.maps: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
-        self.patch_stats: list[tuple[int, int, int, int]] = []  # accepted, total, anomalous, absorbed
+        self.patch_stats: list[
+            tuple[int, int, int, int]
+        ] = []  # accepted, total, anomalous, absorbed
         self.skipped: list[tuple[int, str]] = []
         self.sessions: list[dict] = []
         self.compute_seconds = 0.0

@@ -19,9 +19,7 @@ class FoadsSplit:
     stream: list[Sample]
 
 
-def few_shot_split(
-    data: CategoryData, shots: int, split_seed: int, stream_seed: int
-) -> FoadsSplit:
+def few_shot_split(data: CategoryData, shots: int, split_seed: int, stream_seed: int) -> FoadsSplit:
     """Choose `shots` good training images at random; the other good training images join the
     test images in the stream, which is shuffled with `stream_seed` (KNG.md section 7).
 

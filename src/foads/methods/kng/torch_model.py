@@ -60,11 +60,15 @@ class KNGModel(nn.Module):
     ) -> None:
         super().__init__()
         if num_nodes < 2:
-            raise ValueError(f"num_nodes must be at least 2 (a node needs a runner-up), got {num_nodes}")
+            raise ValueError(
+                f"num_nodes must be at least 2 (a node needs a runner-up), got {num_nodes}"
+            )
         if edge_aging not in EDGE_AGING:
             raise ValueError(f"edge_aging must be one of {EDGE_AGING}, got {edge_aging!r}")
         if threshold_type not in THRESHOLD_TYPES:
-            raise ValueError(f"threshold_type must be one of {THRESHOLD_TYPES}, got {threshold_type!r}")
+            raise ValueError(
+                f"threshold_type must be one of {THRESHOLD_TYPES}, got {threshold_type!r}"
+            )
         self.num_nodes = num_nodes
         self.epochs = epochs
         self.age_max = age_max
@@ -152,7 +156,9 @@ class KNGModel(nn.Module):
         dtype = torch.float32
         if self.whiten.shape[:1] != self.means.shape[:1]:
             d = self.means.shape[1]
-            self.whiten = torch.zeros(self.current_nodes, d, d, dtype=dtype, device=self.means.device)
+            self.whiten = torch.zeros(
+                self.current_nodes, d, d, dtype=dtype, device=self.means.device
+            )
         self.whiten[changed] = whitening(cov)
         self.centres = self.means.to(dtype)
         self.thresholds = node_thresholds(

@@ -1,0 +1,34 @@
+# Everything runs in a local virtual environment made from pyproject.toml.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job on the embedded default data (synthetic textures, offline EfficientNet-Lite0
+# weights): K-NG offline and online on the same stream, then the comparison table.
+demo: install
+	$(BIN)/python -m foads.run --multirun experiment=demo mode=offline,online \
+		hydra.sweep.dir=outputs/demo
+	$(BIN)/python -m foads.report outputs/demo
+
+test: install
+	$(BIN)/pytest -q
+
+# Speed and memory at the paper's sizes (prints figures; not a test).
+bench: install
+	$(BIN)/python -m foads.bench
+
+lint: install
+	$(BIN)/ruff check src tests baselines
+	$(BIN)/ruff format --check src tests baselines
+
+clean:
+	rm -rf outputs/demo outputs/runs outputs/multiruns

@@ -1,0 +1,166 @@
+"""`python -m foads.bench`: K-NG speed and memory at the paper's sizes; prints figures.
+
+Sizes: 3136 nodes, d = 100, 56 x 56 embeddings per 224 x 224 image, batches of 10 images,
+10 shots. Embeddings come from real images (the synthetic `grass` category) through the
+offline EfficientNet-Lite0, so acceptance rates are those of real patch features. Timed
+separately: the backbone, the initial fit, offline scoring (nearest-node search, Mahalanobis
+distance, map smoothing) and online scoring plus update (the same search serves both), with
+the paper's median rule and with every patch accepted (the update's worst case).
+Targets (issue 2, 2-core CPU): online <= 0.25 s/image, offline <= 0.15 s/image, fit <= 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+
+import torch
+
+from foads.components.anomaly_map import smooth_anomaly_map
+from foads.data.images import load_image
+from foads.data.synthetic import Synthetic
+from foads.data.transforms import ImageTransform
+from foads.features.backbones import build_backbone
+from foads.features.extractor import PatchEmbedder
+from foads.methods.kng.torch_model import KNGModel
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device):
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t0
+
+
+def load_batches(root, batch_size: int, num_stream: int, device) -> tuple[torch.Tensor, list]:
+    data = Synthetic(
+        root,
+        category="grass",
+        num_train=10 + num_stream,
+        num_test_good=2,
+        num_test_defect=max(2, num_stream // 4),
+    )
+    cat = data.load("grass")
+    transform = ImageTransform(256, 224)
+    images = torch.stack([transform(load_image(s.path)) for s in cat.train + cat.test])
+    shots, stream = images[:10], images[10:]
+    return shots.to(device), [
+        stream[i : i + batch_size].to(device) for i in range(0, len(stream), batch_size)
+    ]
+
+
+def bench(device: str = "cpu", batches: int = 4, batch_size: int = 10) -> dict:
+    dev = torch.device(device)
+    with tempfile.TemporaryDirectory() as root:
+        shots, stream = load_batches(root, batch_size, batches * batch_size, dev)
+    stream = stream[:batches]
+    embedder = PatchEmbedder(build_backbone("efficientnet_lite0"), 100).to(dev)
+
+    def embed(images):
+        f = embedder(images)
+        return f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])
+
+    embed(shots[:2])  # warm-up
+    shot_x, t_shot_embed = _timed(lambda: embed(shots), dev)
+    stream_x = []
+    t_backbone = 0.0
+    for b in stream:
+        x, t = _timed(lambda b=b: embed(b), dev)
+        stream_x.append(x)
+        t_backbone += t
+    n_images = sum(b.shape[0] for b in stream)
+    out = {
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "images": n_images,
+        "backbone_s_per_image": t_backbone / n_images,
+    }
+
+    def make_model(threshold_type):
+        return KNGModel(num_nodes=3136, epochs=10, threshold_type=threshold_type).to(dev)
+
+    model = make_model("median")
+    _, t_fit = _timed(lambda: model.fit(shot_x), dev)
+    out["fit_s"] = t_fit + t_shot_embed
+    out["fit_kng_only_s"] = t_fit
+    out["nodes"] = model.current_nodes
+    out["state_mib"] = model.state_bytes() / 2**20
+
+    def offline(x):
+        a = model.assign(x)
+        s = model.score(x, a).view(-1, 56, 56)
+        return smooth_anomaly_map(s, (224, 224), 4.0)
+
+    offline(stream_x[0])  # warm-up
+    t_off = sum(_timed(lambda x=x: offline(x), dev)[1] for x in stream_x)
+    out["offline_kng_s_per_image"] = t_off / n_images
+
+    for rule in ("median", "none"):
+        m = make_model(rule)
+        m.load_state_dict(model.state_dict())
+        m.threshold_type = rule
+        m._refresh(torch.ones(m.current_nodes, dtype=torch.bool, device=dev))
+        accepted, total = 0, 0
+
+        def online(x, m=m):
+            a = m.assign(x)
+            s = m.score(x, a).view(-1, 56, 56)
+            maps = smooth_anomaly_map(s, (224, 224), 4.0)
+            return maps, m.update(x, a)
+
+        t_on = 0.0
+        for x in stream_x:
+            (_maps, acc), t = _timed(lambda x=x: online(x), dev)
+            t_on += t
+            accepted += int(acc.sum())
+            total += acc.numel()
+        out[f"online_{rule}_kng_s_per_image"] = t_on / n_images
+        out[f"online_{rule}_accepted"] = accepted / total
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if dev.type == "cuda":
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", type=int, default=4)
+    args = parser.parse_args(argv)
+    r = bench(args.device, args.batches)
+    b = r["backbone_s_per_image"]
+    print(
+        f"K-NG benchmark on {r['device']} ({r['threads']} threads), {r['images']} stream images,"
+        f" {r['nodes']} nodes after the fit, d=100, 56x56 embeddings, batch 10"
+    )
+    print(
+        f"  initial fit on 10 shots:      {r['fit_s']:.1f} s  (K-NG alone {r['fit_kng_only_s']:.1f} s; target <= 60 s)"
+    )
+    print(f"  backbone (EfficientNet-Lite0): {b:.3f} s/image")
+    print(
+        f"  offline scoring:              {r['offline_kng_s_per_image']:.3f} s/image K-NG, "
+        f"{r['offline_kng_s_per_image'] + b:.3f} with backbone (target <= 0.15)"
+    )
+    for rule in ("median", "none"):
+        t = r[f"online_{rule}_kng_s_per_image"]
+        print(
+            f"  online, {rule:6s} rule ({100 * r[f'online_{rule}_accepted']:.0f}% accepted): "
+            f"{t:.3f} s/image K-NG, {t + b:.3f} with backbone (target <= 0.25), "
+            f"{1 / (t + b):.1f} images/s"
+        )
+    print(
+        f"  model state: {r['state_mib']:.0f} MiB; peak RSS {r['peak_rss_mib']:.0f} MiB"
+        + (f"; peak CUDA {r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else "")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""`python -m foads.report <dir>`: compare finished runs (e.g. a multirun over modes).
+
+Reads every summary.json at the top of a run directory below <dir> and prints one table:
+a row per category, Image / Pixel / PRO columns per (method, mode), an Average row, and the
+online-minus-offline difference where both modes are present. It never re-runs a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from foads.outputs.tables import to_markdown
+
+METRICS = (("Image", "image_auroc"), ("Pixel", "pixel_auroc"), ("PRO", "pro"))
+
+
+def find_runs(root: Path) -> list[dict]:
+    """Top-level summaries of the runs under root (a run's per-category files are skipped)."""
+    runs = []
+    for path in sorted(root.rglob("summary.json")):
+        summary = json.loads(path.read_text())
+        if "categories" in summary:
+            summary["_dir"] = str(path.parent)
+            runs.append(summary)
+    return runs
+
+
+def _pct(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def comparison_rows(runs: list[dict]) -> list[list[str]]:
+    """Header + a row per category + Average (+ online - offline when both are there)."""
+    columns = sorted(
+        {(r["method"], r["mode"]) for r in runs}, key=lambda c: (c[0], c[1] != "offline")
+    )
+    by_column = {(r["method"], r["mode"]): r for r in runs}
+    categories = sorted({c for r in runs for c in r["categories"]})
+    header = ["Category"] + [f"{m} {mode} {name}" for m, mode in columns for name, _ in METRICS]
+    rows = [header]
+    for cat in categories:
+        row = [cat]
+        for col in columns:
+            summary = by_column[col]["categories"].get(cat)
+            for _, key in METRICS:
+                row.append("missing" if summary is None else _pct(summary.get(key)))
+        rows.append(row)
+    rows.append(
+        ["Average"] + [_pct(by_column[c]["mean"].get(k)) for c in columns for _, k in METRICS]
+    )
+    return rows
+
+
+def online_gain(runs: list[dict]) -> list[str]:
+    lines = []
+    modes = {(r["method"], r["mode"]): r["mean"] for r in runs}
+    for method in sorted({m for m, _ in modes}):
+        on, off = modes.get((method, "online")), modes.get((method, "offline"))
+        if on and off:
+            parts = [
+                f"{name} {100 * (on[k] - off[k]):+.1f}"
+                for name, k in METRICS + (("stream Image", "stream_image_auroc"),)
+                if on.get(k) is not None and off.get(k) is not None
+            ]
+            lines.append(f"{method}: online - offline: " + ", ".join(parts))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="a run or multirun directory")
+    args = parser.parse_args(argv)
+    runs = find_runs(args.root)
+    if not runs:
+        raise SystemExit(f"no summary.json of a finished run under {args.root}")
+    print(to_markdown(comparison_rows(runs), f"Runs under {args.root}"))
+    for line in online_gain(runs):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Shared fixtures: Hydra configs composed into tmp_path, small synthetic data."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+# Small sizes for the default suite: 112 px crops give a 28 x 28 embedding grid.
+SMALL = [
+    "backbone=efficientnet_lite0",
+    "protocol.resize=128",
+    "protocol.crop=112",
+    "protocol.batch_size=4",
+    "protocol.session_size=4",
+    "method.num_nodes=150",
+    "method.epochs=3",
+    "dataset.image_size=128",
+    "dataset.num_train=14",
+    "dataset.num_test_good=4",
+    "dataset.num_test_defect=8",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """One small synthetic dataset shared by the tests that only read it."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def make_cfg(tmp_path, synthetic_root):
+    """Compose the real root config with overrides, outputs into tmp_path."""
+
+    def _make(*overrides, out=None):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[
+                    f"paths.output_dir={out or tmp_path / 'run'}",
+                    f"paths.data_dir={synthetic_root}",
+                    *SMALL,
+                    *overrides,
+                ],
+            )
+        GlobalHydra.instance().clear()
+        return cfg
+
+    return _make

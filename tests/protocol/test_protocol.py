@@ -1,0 +1,179 @@
+"""The protocol: split, test-then-train order, no labels reach a method, sessions, bad items."""
+
+import csv
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from foads.data.errors import DatasetError
+from foads.data.sample import CategoryData, Sample
+from foads.data.transforms import ImageTransform
+from foads.metrics import auroc
+from foads.protocol.evaluator import StreamingEvaluator
+from foads.protocol.method import Scored, StreamingMethod, Updated
+from foads.protocol.split import few_shot_split
+from foads.protocol.stream import image_loader
+
+
+class RecordingMethod(StreamingMethod):
+    """Scores an image by its mean brightness and records every call it receives."""
+
+    name = "recording"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+        self.seen_keys = set()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        self.seen_keys |= set(batch)
+        super().training_step(batch, batch_idx)
+
+    def collect(self, images):
+        self.calls.append(("collect", images.shape[0]))
+
+    def fit_shots(self):
+        self.calls.append(("fit",))
+
+    def test_step(self, batch, batch_idx):
+        self.seen_keys |= set(batch)
+        self.calls.append(("score", tuple(batch["index"].tolist())))
+        return super().test_step(batch, batch_idx)
+
+    def score(self, images):
+        maps = images.mean(1)
+        return Scored(maps, maps.mean((1, 2)), cache=images.shape[0])
+
+    def update(self, images, scored):
+        self.calls.append(("update", images.shape[0]))
+        return Updated(accepted=torch.ones(images.shape[0], 4, 4, dtype=torch.bool))
+
+
+def write_images(tmp_path, brightness):
+    samples = []
+    for i, (value, label) in enumerate(brightness):
+        path = tmp_path / f"img{i:03d}.png"
+        Image.fromarray(np.full((16, 16, 3), value, dtype=np.uint8)).save(path)
+        samples.append(Sample(path, label, None, "defect" if label else "good"))
+    return samples
+
+
+def run_protocol(tmp_path, stream, mode, session_size=4, batch_size=3):
+    transform = ImageTransform(resize=16, crop=16)
+    method = RecordingMethod()
+    evaluator = StreamingEvaluator(
+        stream,
+        lambda s: torch.zeros(16, 16, dtype=torch.bool),
+        mode=mode,
+        session_size=session_size,
+        sessions_csv=tmp_path / "sessions.csv",
+        has_masks=False,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        callbacks=[evaluator],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    shots = stream[:2]  # which images the fit sees does not matter to the protocol
+    trainer.fit(method, train_dataloaders=image_loader(shots, transform, batch_size))
+    trainer.test(
+        method, dataloaders=image_loader(stream, transform, batch_size, True), verbose=False
+    )
+    return method, evaluator
+
+
+@pytest.fixture
+def stream(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = [0, 1] * 7
+    values = [int(rng.integers(0, 120)) + 100 * lab for lab in labels]
+    values[3] = values[2]  # a tie
+    return write_images(tmp_path, list(zip(values, labels)))
+
+
+def test_every_batch_is_scored_before_it_is_learned_from(tmp_path, stream):
+    method, _ = run_protocol(tmp_path, stream, "online")
+    calls = [c for c in method.calls if c[0] in ("score", "update")]
+    assert [c[0] for c in calls] == ["score", "update"] * 5
+    for scored, updated in zip(calls[::2], calls[1::2]):
+        assert len(scored[1]) == updated[1]
+    assert method.calls[:2] == [("collect", 2), ("fit",)]
+
+
+def test_offline_never_updates(tmp_path, stream):
+    method, evaluator = run_protocol(tmp_path, stream, "offline")
+    assert not [c for c in method.calls if c[0] == "update"]
+    assert math.isnan(evaluator.summary["accepted_fraction"])
+
+
+def test_no_label_or_mask_reaches_a_method(tmp_path, stream):
+    method, _ = run_protocol(tmp_path, stream, "online")
+    assert method.seen_keys <= {"image", "index", "skipped"}
+
+
+def test_sessions_hold_the_metrics_of_their_images(tmp_path, stream):
+    _, evaluator = run_protocol(tmp_path, stream, "online", session_size=4, batch_size=3)
+    scores = np.array(evaluator.image_scores)
+    labels = np.array([s.label for s in stream])
+    assert [s["images"] for s in evaluator.sessions] == [4, 4, 4, 2]
+    for i, session in enumerate(evaluator.sessions):
+        lo, hi = 4 * i, 4 * i + session["images"]
+        assert session["image_auroc"] == pytest.approx(auroc(scores[lo:hi], labels[lo:hi]))
+        assert session["anomalies"] == labels[lo:hi].sum()
+    summary = evaluator.summary
+    assert summary["stream_image_auroc"] == pytest.approx(auroc(scores, labels))
+    assert summary["image_auroc"] == pytest.approx(
+        np.mean([s["image_auroc"] for s in evaluator.sessions])
+    )
+    assert summary["accepted_fraction"] == 1.0
+    rows = list(csv.DictReader((tmp_path / "sessions.csv").open()))
+    assert [float(r["image_auroc"]) for r in rows] == pytest.approx(
+        [s["image_auroc"] for s in evaluator.sessions], abs=1e-6
+    )
+
+
+def test_unreadable_stream_image_is_skipped_and_counted(tmp_path, stream):
+    stream[5].path.write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="img005.png"):
+        _, evaluator = run_protocol(tmp_path, stream, "online")
+    summary = evaluator.summary
+    assert summary["skipped_images"] == 1 and summary["skipped"][0]["position"] == 5
+    assert summary["num_images"] == len(stream) - 1
+    assert 5 not in evaluator.positions
+
+
+def category(n_train, n_test):
+    train = [Sample(Path(f"/d/train/{i:02d}.png"), 0) for i in range(n_train)]
+    test = [Sample(Path(f"/d/test/{i:02d}.png"), i % 2) for i in range(n_test)]
+    return CategoryData("toy", train, test)
+
+
+def test_split_moves_every_other_good_image_into_the_stream():
+    data = category(25, 12)
+    split = few_shot_split(data, shots=10, split_seed=0, stream_seed=0)
+    assert len(split.shots) == 10 and len(split.stream) == 15 + 12
+    assert {s.path for s in split.shots} | {s.path for s in split.stream} == {
+        s.path for s in data.train + data.test
+    }
+    assert not {s.path for s in split.shots} & {s.path for s in split.stream}
+    again = few_shot_split(data, shots=10, split_seed=0, stream_seed=0)
+    assert again == split
+    other_stream = few_shot_split(data, shots=10, split_seed=0, stream_seed=1)
+    assert other_stream.shots == split.shots and other_stream.stream != split.stream
+    other_split = few_shot_split(data, shots=10, split_seed=1, stream_seed=0)
+    assert other_split.shots != split.shots
+
+
+def test_more_shots_than_good_training_images_is_a_clear_error():
+    with pytest.raises(DatasetError, match="shots=12 but category 'toy' has only 5 good"):
+        few_shot_split(category(5, 4), shots=12, split_seed=0, stream_seed=0)
