@@ -26,7 +26,7 @@ SYNTHETIC_CATEGORIES = ("brick", "grass", "gravel")
 DEFECT_TYPES = ("scratch", "hole", "stain", "patch")
 PARAMS_FILE = "synthetic.json"
 # Bump when the drawing changes, so an old dataset on disk is regenerated, not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the drawn images change
 
 # Per-category RGB tint of the grey photograph; distinct so a pasted patch stands out.
 _TINTS = {

@@ -80,7 +80,7 @@ class StreamingEvaluator(L.Callback):
         self.skipped: list[tuple[int, str]] = []
         self.sessions: list[dict] = []
         self.compute_seconds = 0.0
-        self.batch_seconds: list[tuple[int, float]] = []
+        self.image_seconds: list[float] = []  # each image's share of its batch's time
         self._session_start = 0
         self._t0 = 0.0
         self.summary: dict = {}
@@ -119,7 +119,6 @@ class StreamingEvaluator(L.Callback):
         elapsed = time.perf_counter() - self._t0
         self.compute_seconds += elapsed
         positions = batch["index"].tolist()
-        self.batch_seconds.append((len(positions), elapsed))
         accepted = None
         if updated is not None and updated.accepted is not None:
             accepted = updated.accepted.detach().cpu()
@@ -132,6 +131,7 @@ class StreamingEvaluator(L.Callback):
             self.maps.append(maps[j])
             self.masks.append(mask)
             self.patch_stats.append(_patch_stats(accepted, j, mask))
+            self.image_seconds.append(elapsed / len(positions))
             if len(self.positions) - self._session_start == self.session_size:
                 self._close_session(trainer)
 
@@ -155,8 +155,7 @@ class StreamingEvaluator(L.Callback):
         }
         row.update(self._pixel_metrics(lo, hi))
         row.update(self._patch_fractions(lo, hi))
-        n_batch = sum(n for n, _ in self.batch_seconds)
-        row["seconds_per_image"] = self.compute_seconds / max(1, n_batch)
+        row["seconds_per_image"] = float(np.mean(self.image_seconds[lo:hi]))
         self.sessions.append(row)
         if self.sessions_csv is not None:
             with self.sessions_csv.open("a", newline="") as f:
