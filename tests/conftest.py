@@ -21,6 +21,8 @@ SMALL = [
     "dataset.num_train=14",
     "dataset.num_test_good=4",
     "dataset.num_test_defect=8",
+    "dataset.defect_strength=[0.8,1.0]",  # easy synthetic defects: the pipeline must find them
+    "dataset.variation=0.2",
     "logger=none",
     "trainer.enable_progress_bar=false",
 ]

@@ -16,13 +16,16 @@ def read_sessions(path):
 
 
 def test_online_kng_detects_and_segments_and_outputs_agree(make_cfg, tmp_path):
-    cfg = make_cfg("dataset.category=brick", "mode=online")
+    cfg = make_cfg("dataset.category=gravel", "mode=online")
     summary = run(cfg)
     out = tmp_path / "run"
+    # Seen on seeds 0-2 of this setting: image >= 0.94, stream image >= 0.92, pixel >= 0.96,
+    # PRO >= 0.90.
     assert summary["image_auroc"] > 0.85
-    assert summary["pixel_auroc"] > 0.9
-    assert summary["pro"] > 0.7
     assert summary["stream_image_auroc"] > 0.85
+    assert summary["pixel_auroc"] > 0.93
+    assert summary["stream_pixel_auroc"] > 0.93
+    assert summary["pro"] > 0.8
     for name in (
         "summary.json",
         "sessions.csv",

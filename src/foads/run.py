@@ -194,11 +194,15 @@ def _overlays(evaluator, stream, transform, path: Path) -> None:
 
 
 def _log_figures(logger, out_dir: Path) -> None:
+    """Send the figures to loggers that take images (W&B), then close the logger's run."""
     if hasattr(logger, "log_image"):
         for name in ("sessions", "overlays"):
             if (out_dir / f"{name}.png").exists():
                 logger.log_image(key=name, images=[str(out_dir / f"{name}.png")])
     logger.finalize("success")
+    if type(logger).__name__ == "WandbLogger":
+        # One W&B run per category: without this the next category would reuse this run.
+        logger.experiment.finish()
 
 
 def _logger_names(name: str, cfg: DictConfig, category: str) -> dict:

@@ -40,8 +40,8 @@ _STAIN_COLOURS = (
     (0.95, 0.85, 0.15),  # yellow residue
     (0.15, 0.55, 0.95),  # blue coolant
 )
-# Range of the opacity with which a drawn defect is blended into the good image.
-_STRENGTH = (0.3, 0.7)
+# Default range of the opacity with which a drawn defect is blended into the good image.
+DEFECT_STRENGTH = (0.3, 0.7)
 # Fast zlib level: the PNGs are rewritten often by tests and the bytes stay deterministic.
 _PNG_COMPRESS_LEVEL = 1
 
@@ -57,16 +57,16 @@ def _texture(name: str, side: int) -> np.ndarray:
     return texture
 
 
-def _render(name: str, rng: np.random.Generator, size: int) -> np.ndarray:
+def _render(name: str, rng: np.random.Generator, size: int, variation: float = 1.0) -> np.ndarray:
     """A good image: a random view of the category's texture under a random nuisance.
 
     Good parts vary in ways ten shots cannot cover (zoom, orientation, illumination
-    gradient), as parts on a line do; an online method can learn that variation from the
-    stream, an offline one cannot.
+    gradient), as parts on a line do; `variation` scales that nuisance (0: only the crop
+    position and a flip change).
     """
     # The texture is twice the crop, so a crop shows the same share of it at any image size.
     texture = _texture(name, 2 * size)
-    zoom = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+    zoom = float(np.exp(variation * rng.uniform(np.log(0.6), np.log(1.6))))
     side = min(texture.shape[0], max(8, round(size / zoom)))
     top, left = rng.integers(0, texture.shape[0] - side + 1, size=2)
     crop = texture[top : top + side, left : left + side]
@@ -74,13 +74,15 @@ def _render(name: str, rng: np.random.Generator, size: int) -> np.ndarray:
         crop = np.asarray(
             Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR), np.float32
         )
-    crop = np.rot90(crop, int(rng.integers(4)))
+    if rng.random() < variation:
+        crop = np.rot90(crop, int(rng.integers(4)))
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     ys, xs = _grid(size)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * xs + np.sin(angle) * ys) / size - 0.5 * (np.cos(angle) + np.sin(angle))
-    light = rng.uniform(0.85, 1.15) * (1.0 + rng.uniform(0.0, 0.35) * ramp)
+    gain = 1.0 + variation * rng.uniform(-0.15, 0.15)
+    light = gain * (1.0 + variation * rng.uniform(0.0, 0.35) * ramp)
     rgb = crop[:, :, None] * np.asarray(_TINTS[name], dtype=np.float32)[None, None, :]
     return np.clip(rgb * light[:, :, None], 0.0, 1.0).astype(np.float32)
 
@@ -171,15 +173,21 @@ def _patch(image: np.ndarray, rng: np.random.Generator, name: str):
 _DRAWERS = {"scratch": _scratch, "hole": _hole, "stain": _stain, "patch": _patch}
 
 
-def draw_defect(image: np.ndarray, defect: str, rng: np.random.Generator, name: str):
+def draw_defect(
+    image: np.ndarray,
+    defect: str,
+    rng: np.random.Generator,
+    name: str,
+    strength: tuple[float, float] = DEFECT_STRENGTH,
+):
     """Draw one defect on a float RGB image in [0, 1]; return (new image, boolean mask).
 
     Only pixels inside the mask change, so the mask is exact. The drawn defect is blended
-    in at a random strength (`_STRENGTH`), so some defects are faint, as real ones are.
+    in at a random opacity within `strength`, so some defects are faint, as real ones are.
     """
     drawn, mask = _DRAWERS[defect](image, rng, name)
-    strength = np.float32(rng.uniform(*_STRENGTH))
-    return image + strength * (drawn - image), mask
+    opacity = np.float32(rng.uniform(*strength))
+    return image + opacity * (drawn - image), mask
 
 
 def _save(array: np.ndarray, path: Path) -> None:
@@ -199,13 +207,25 @@ def _write_category(root: Path, name: str, params: dict) -> None:
     size = params["image_size"]
     category_dir = root / name
     for i in range(params["num_train"]):
-        _save(_render(name, rng, size), category_dir / "train" / "good" / f"{i:03d}.png")
+        _save(
+            _render(name, rng, size, params["variation"]),
+            category_dir / "train" / "good" / f"{i:03d}.png",
+        )
     for i in range(params["num_test_good"]):
-        _save(_render(name, rng, size), category_dir / "test" / "good" / f"{i:03d}.png")
+        _save(
+            _render(name, rng, size, params["variation"]),
+            category_dir / "test" / "good" / f"{i:03d}.png",
+        )
     counts = dict.fromkeys(DEFECT_TYPES, 0)
     for i in range(params["num_test_defect"]):
         defect = DEFECT_TYPES[i % len(DEFECT_TYPES)]
-        image, mask = draw_defect(_render(name, rng, size), defect, rng, name)
+        image, mask = draw_defect(
+            _render(name, rng, size, params["variation"]),
+            defect,
+            rng,
+            name,
+            tuple(params["defect_strength"]),
+        )
         stem = f"{counts[defect]:03d}"
         counts[defect] += 1
         _save(image, category_dir / "test" / defect / f"{stem}.png")
@@ -228,7 +248,16 @@ def _same_dataset(existing: dict | None, params: dict) -> bool:
     """Whether the dataset on disk was made with these parameters and holds these categories."""
     if existing is None or not existing.get("complete"):
         return False
-    keys = ("version", "seed", "image_size", "num_train", "num_test_good", "num_test_defect")
+    keys = (
+        "version",
+        "seed",
+        "image_size",
+        "num_train",
+        "num_test_good",
+        "num_test_defect",
+        "defect_strength",
+        "variation",
+    )
     if any(existing.get(k) != params[k] for k in keys):
         return False
     return set(params["categories"]) <= set(existing.get("categories", []))
@@ -242,6 +271,8 @@ def generate_synthetic(
     num_train: int = 30,
     num_test_good: int = 10,
     num_test_defect: int = 20,
+    defect_strength: Sequence[float] = DEFECT_STRENGTH,
+    variation: float = 1.0,
 ) -> Path:
     """Write the synthetic dataset under ``root`` in the MVTec AD layout and return ``root``.
 
@@ -266,6 +297,8 @@ def generate_synthetic(
         "num_train": int(num_train),
         "num_test_good": int(num_test_good),
         "num_test_defect": int(num_test_defect),
+        "defect_strength": [float(v) for v in defect_strength],
+        "variation": float(variation),
         "categories": categories,
     }
     existing = _read_params(root)
@@ -304,6 +337,8 @@ class Synthetic(MVTecAD):
         num_train: int = 30,
         num_test_good: int = 10,
         num_test_defect: int = 20,
+        defect_strength: Sequence[float] = DEFECT_STRENGTH,
+        variation: float = 1.0,
     ) -> None:
         super().__init__(root, category, known_categories=SYNTHETIC_CATEGORIES)
         generate_synthetic(
@@ -314,4 +349,6 @@ class Synthetic(MVTecAD):
             num_train=num_train,
             num_test_good=num_test_good,
             num_test_defect=num_test_defect,
+            defect_strength=defect_strength,
+            variation=variation,
         )
