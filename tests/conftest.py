@@ -17,14 +17,17 @@ SMALL = [
     "protocol.session_size=4",
     "method.num_nodes=150",
     "method.epochs=3",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
+# The synthetic dataset's own sizes (the default dataset).
+SMALL_SYNTHETIC = [
     "dataset.image_size=128",
     "dataset.num_train=14",
     "dataset.num_test_good=4",
     "dataset.num_test_defect=8",
     "dataset.defect_strength=[0.8,1.0]",  # easy synthetic defects: the pipeline must find them
     "dataset.variation=0.2",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
 ]
 
 
@@ -39,6 +42,7 @@ def make_cfg(tmp_path, synthetic_root):
     """Compose the real root config with overrides, outputs into tmp_path."""
 
     def _make(*overrides, out=None):
+        other_dataset = any(o.startswith("dataset=") for o in overrides)
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(
@@ -47,6 +51,7 @@ def make_cfg(tmp_path, synthetic_root):
                     f"paths.output_dir={out or tmp_path / 'run'}",
                     f"paths.data_dir={synthetic_root}",
                     *SMALL,
+                    *([] if other_dataset else SMALL_SYNTHETIC),
                     *overrides,
                 ],
             )
