@@ -84,3 +84,15 @@ def test_scores_rank_outliers_above_inliers_and_state_roundtrips():
     clone.load_state_dict(model.state_dict())
     torch.testing.assert_close(clone.score(outliers), model.score(outliers))
     assert clone.state_bytes() == model.state_bytes()
+
+
+def test_disallowed_embeddings_are_never_absorbed():
+    shots = clustered(1500, seed=4)
+    model = KNGModel(num_nodes=30, epochs=3, threshold_type="none")
+    model.fit(shots)
+    counts = model.counts.sum()
+    batch = clustered(100, seed=5)
+    allowed = torch.arange(100) < 30
+    accepted = model.update(batch, allowed=allowed)
+    assert torch.equal(accepted, allowed)
+    assert model.counts.sum() == counts + 30

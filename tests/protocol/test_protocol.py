@@ -29,6 +29,7 @@ class RecordingMethod(StreamingMethod):
         super().__init__()
         self.calls = []
         self.seen_keys = set()
+        self.learn = []
         self.anchor = torch.nn.Parameter(torch.zeros(1))
 
     def training_step(self, batch, batch_idx):
@@ -50,8 +51,9 @@ class RecordingMethod(StreamingMethod):
         maps = images.mean(1)
         return Scored(maps, maps.mean((1, 2)), cache=images.shape[0])
 
-    def update(self, images, scored):
+    def update(self, images, scored, learn=None):
         self.calls.append(("update", images.shape[0]))
+        self.learn.append(learn)
         return Updated(accepted=torch.ones(images.shape[0], 4, 4, dtype=torch.bool))
 
 
@@ -117,8 +119,17 @@ def test_offline_never_updates(tmp_path, stream):
 
 
 def test_no_label_or_mask_reaches_a_method(tmp_path, stream):
-    method, _ = run_protocol(tmp_path, stream, "online")
+    method, evaluator = run_protocol(tmp_path, stream, "online")
     assert method.seen_keys <= {"image", "index", "skipped"}
+    assert method.learn == [None] * 5
+    assert evaluator.summary["uses_labels"] is False
+
+
+def test_oracle_mode_lets_a_method_learn_from_good_images_only(tmp_path, stream):
+    method, evaluator = run_protocol(tmp_path, stream, "oracle", batch_size=3)
+    learned = torch.cat(method.learn).tolist()
+    assert learned == [s.label == 0 for s in stream]
+    assert evaluator.summary["uses_labels"] is True
 
 
 def test_sessions_hold_the_metrics_of_their_images(tmp_path, stream):

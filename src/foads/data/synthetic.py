@@ -41,7 +41,7 @@ _STAIN_COLOURS = (
     (0.15, 0.55, 0.95),  # blue coolant
 )
 # Default range of the opacity with which a drawn defect is blended into the good image.
-DEFECT_STRENGTH = (0.3, 0.7)
+DEFECT_STRENGTH = (0.5, 1.0)
 # Fast zlib level: the PNGs are rewritten often by tests and the bytes stay deterministic.
 _PNG_COMPRESS_LEVEL = 1
 
@@ -268,11 +268,11 @@ def generate_synthetic(
     categories: Sequence[str] = SYNTHETIC_CATEGORIES,
     seed: int = 0,
     image_size: int = 256,
-    num_train: int = 30,
+    num_train: int = 60,
     num_test_good: int = 10,
     num_test_defect: int = 20,
     defect_strength: Sequence[float] = DEFECT_STRENGTH,
-    variation: float = 1.0,
+    variation: float = 0.6,
 ) -> Path:
     """Write the synthetic dataset under ``root`` in the MVTec AD layout and return ``root``.
 
@@ -334,11 +334,11 @@ class Synthetic(MVTecAD):
         category: str = "brick",
         seed: int = 0,
         image_size: int = 256,
-        num_train: int = 30,
+        num_train: int = 60,
         num_test_good: int = 10,
         num_test_defect: int = 20,
         defect_strength: Sequence[float] = DEFECT_STRENGTH,
-        variation: float = 1.0,
+        variation: float = 0.6,
     ) -> None:
         super().__init__(root, category, known_categories=SYNTHETIC_CATEGORIES)
         generate_synthetic(

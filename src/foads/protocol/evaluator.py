@@ -22,7 +22,9 @@ from foads.data.sample import Sample
 from foads.metrics import auroc, pro_score
 from foads.protocol.method import Scored, StreamingMethod
 
-MODES = ("online", "offline")
+# oracle: online, but learning only from images whose ground truth is good. It uses labels,
+# so it is a diagnostic (how far pseudo-labelling is from the best it could do), never a default.
+MODES = ("online", "offline", "oracle")
 SESSION_FIELDS = (
     "session",
     "first_position",
@@ -112,13 +114,16 @@ class StreamingEvaluator(L.Callback):
         # The scores are final now: copy them out before the method may learn from the batch.
         maps = outputs.anomaly_maps.detach().float().cpu().numpy()
         image_scores = outputs.image_scores.detach().float().cpu().numpy()
+        positions = batch["index"].tolist()
         updated = None
         if self.mode == "online":
             updated = pl_module.update(batch["image"], outputs)
+        elif self.mode == "oracle":
+            good = torch.tensor([self.stream[p].label == 0 for p in positions])
+            updated = pl_module.update(batch["image"], outputs, learn=good)
         _synchronize(pl_module.device)
         elapsed = time.perf_counter() - self._t0
         self.compute_seconds += elapsed
-        positions = batch["index"].tolist()
         accepted = None
         if updated is not None and updated.accepted is not None:
             accepted = updated.accepted.detach().cpu()
@@ -174,7 +179,7 @@ class StreamingEvaluator(L.Callback):
     def _patch_fractions(self, lo: int, hi: int) -> dict:
         stats = np.array(self.patch_stats[lo:hi], dtype=np.int64).reshape(-1, 4).sum(0)
         accepted, total, anomalous, absorbed = stats.tolist()
-        if self.mode != "online" or total == 0:
+        if self.mode == "offline" or total == 0:
             return {"accepted_fraction": float("nan"), "absorbed_anomalous_fraction": float("nan")}
         return {
             "accepted_fraction": accepted / total,
@@ -185,8 +190,11 @@ class StreamingEvaluator(L.Callback):
         labels = np.array(self.labels)
         sessions = self.sessions
         n = len(self.positions)
+        late = sessions[len(sessions) // 2 :]
         out = {
             "image_auroc": _nanmean([s["image_auroc"] for s in sessions]),
+            "last_half_image_auroc": _nanmean([s["image_auroc"] for s in late]),
+            "last_half_pro": _nanmean([s["pro"] for s in late]),
             "pixel_auroc": _nanmean([s["pixel_auroc"] for s in sessions]),
             "pro": _nanmean([s["pro"] for s in sessions]),
             "stream_image_auroc": auroc(np.array(self.image_scores), labels) if n else math.nan,
@@ -198,6 +206,7 @@ class StreamingEvaluator(L.Callback):
             "skipped_images": len(self.skipped),
             "skipped": [{"position": p, "error": e} for p, e in self.skipped],
             "seconds_per_image": self.compute_seconds / n if n else math.nan,
+            "uses_labels": self.mode == "oracle",
         }
         if self.has_masks and n:
             maps = np.stack(self.maps)

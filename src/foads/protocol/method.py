@@ -69,8 +69,14 @@ class StreamingMethod(L.LightningModule):
     def score(self, images: torch.Tensor) -> Scored:
         raise NotImplementedError
 
-    def update(self, images: torch.Tensor, scored: Scored) -> Updated:
-        """Learn from a batch that has already been scored (online mode only)."""
+    def update(
+        self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
+    ) -> Updated:
+        """Learn from a batch that has already been scored (online and oracle modes).
+
+        `learn` (B,) bool, when given, restricts learning to those images: the oracle mode's
+        label-based filter. A method must not learn anything from the other images.
+        """
         raise NotImplementedError
 
     # ------------------------------------------------------------ state

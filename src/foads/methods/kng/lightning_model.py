@@ -70,9 +70,14 @@ class KNGModule(StreamingMethod):
         return Scored(maps, maps.amax(dim=(1, 2)), cache=(x, assignment, (b, h, w)))
 
     @torch.no_grad()
-    def update(self, images: torch.Tensor, scored: Scored) -> Updated:
+    def update(
+        self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
+    ) -> Updated:
         x, assignment, shape = scored.cache
-        accepted = self.model.update(x, assignment)
+        allowed = None
+        if learn is not None:
+            allowed = learn.to(x.device).repeat_interleave(shape[1] * shape[2])
+        accepted = self.model.update(x, assignment, allowed)
         return Updated(accepted=accepted.view(shape))
 
     def stream_state(self) -> dict:

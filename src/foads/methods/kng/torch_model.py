@@ -186,11 +186,21 @@ class KNGModel(nn.Module):
         return assignment.distance < self.thresholds[assignment.s1].to(assignment.distance)
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor, assignment: NodeAssignment | None = None) -> torch.Tensor:
-        """Absorb the pseudo-normal embeddings of x; returns the accepted mask (N,)."""
+    def update(
+        self,
+        x: torch.Tensor,
+        assignment: NodeAssignment | None = None,
+        allowed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Absorb the pseudo-normal embeddings of x; returns the accepted mask (N,).
+
+        `allowed` (N,) bool excludes embeddings from learning whatever their pseudo-label.
+        """
         if assignment is None:
             assignment = self.assign(x)
         accepted = self.accept(assignment)
+        if allowed is not None:
+            accepted &= allowed
         if not bool(accepted.any()):
             return accepted
         s1, s2 = assignment.s1[accepted], assignment.s2[accepted]
