@@ -86,13 +86,13 @@ def test_scores_rank_outliers_above_inliers_and_state_roundtrips():
     assert clone.state_bytes() == model.state_bytes()
 
 
-def test_disallowed_embeddings_are_never_absorbed():
+def test_given_labels_replace_the_pseudo_labels():
     shots = clustered(1500, seed=4)
-    model = KNGModel(num_nodes=30, epochs=3, threshold_type="none")
+    model = KNGModel(num_nodes=30, epochs=3)
     model.fit(shots)
     counts = model.counts.sum()
-    batch = clustered(100, seed=5)
-    allowed = torch.arange(100) < 30
-    accepted = model.update(batch, allowed=allowed)
-    assert torch.equal(accepted, allowed)
+    batch = torch.cat([clustered(30, seed=5) + 50.0, clustered(70, seed=6)])  # 30 far away
+    labels = torch.arange(100) < 30
+    accepted = model.update(batch, labels=labels)
+    assert torch.equal(accepted, labels)
     assert model.counts.sum() == counts + 30

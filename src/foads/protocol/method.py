@@ -74,8 +74,9 @@ class StreamingMethod(L.LightningModule):
     ) -> Updated:
         """Learn from a batch that has already been scored (online and oracle modes).
 
-        `learn` (B,) bool, when given, restricts learning to those images: the oracle mode's
-        label-based filter. A method must not learn anything from the other images.
+        `learn` (B,) bool, when given, replaces the method's own pseudo-labels (the oracle
+        mode, from the ground truth): learn from those images as a whole, and nothing from
+        the others.
         """
         raise NotImplementedError
 

@@ -74,10 +74,10 @@ class KNGModule(StreamingMethod):
         self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
     ) -> Updated:
         x, assignment, shape = scored.cache
-        allowed = None
-        if learn is not None:
-            allowed = learn.to(x.device).repeat_interleave(shape[1] * shape[2])
-        accepted = self.model.update(x, assignment, allowed)
+        labels = None
+        if learn is not None:  # the oracle: every patch of a truly good image
+            labels = learn.to(x.device).repeat_interleave(shape[1] * shape[2])
+        accepted = self.model.update(x, assignment, labels)
         return Updated(accepted=accepted.view(shape))
 
     def stream_state(self) -> dict:

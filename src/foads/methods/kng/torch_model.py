@@ -190,17 +190,16 @@ class KNGModel(nn.Module):
         self,
         x: torch.Tensor,
         assignment: NodeAssignment | None = None,
-        allowed: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Absorb the pseudo-normal embeddings of x; returns the accepted mask (N,).
 
-        `allowed` (N,) bool excludes embeddings from learning whatever their pseudo-label.
+        `labels` (N,) bool, when given, replaces the pseudo-labels: exactly those embeddings
+        are absorbed (the oracle diagnostic).
         """
         if assignment is None:
             assignment = self.assign(x)
-        accepted = self.accept(assignment)
-        if allowed is not None:
-            accepted &= allowed
+        accepted = self.accept(assignment) if labels is None else labels.to(assignment.s1.device)
         if not bool(accepted.any()):
             return accepted
         s1, s2 = assignment.s1[accepted], assignment.s2[accepted]
