@@ -57,6 +57,8 @@ def run(cfg: DictConfig) -> dict:
     reader = instantiate(dataset_conf)
     categories = reader.resolve_categories(cfg.dataset.category)
     many = len(categories) > 1
+    # Built once: a missing weight file stops the run here, before any category starts.
+    backbone = instantiate(cfg.backbone)
     per_category: dict[str, dict] = {}
     sessions: dict[str, list[dict]] = {}
     for category in categories:
@@ -64,7 +66,7 @@ def run(cfg: DictConfig) -> dict:
         cat_dir.mkdir(parents=True, exist_ok=True)
         try:
             per_category[category], sessions[category] = run_category(
-                cfg, reader, category, cat_dir
+                cfg, reader, category, cat_dir, backbone
             )
         except Exception as err:  # one bad category must not lose the others
             if not many:
@@ -86,7 +88,9 @@ def run(cfg: DictConfig) -> dict:
     title = f"{summary['method']} ({cfg.mode}), {summary['dataset']}, {cfg.backbone.name}"
     if many:
         write_table(rows, out_dir, title)
-        session_curves({c: s for c, s in sessions.items() if s}, out_dir / "sessions.png", title)
+        finished = {c: s for c, s in sessions.items() if s}
+        if finished:
+            session_curves(finished, out_dir / "sessions.png", title)
     print("\n" + to_markdown(rows, title))
     print(
         f"stream image AUROC {_pct(mean.get('stream_image_auroc'))}, "
@@ -94,16 +98,24 @@ def run(cfg: DictConfig) -> dict:
         f"stream PRO {_pct(mean.get('stream_pro'))}, "
         f"{mean.get('seconds_per_image', math.nan):.3f} s/image; outputs in {out_dir}"
     )
+    failed = [c for c, s in per_category.items() if "error" in s]
+    if failed and len(failed) == len(per_category):
+        raise RuntimeError(
+            "every category failed: "
+            + "; ".join(f"{c}: {per_category[c]['error']}" for c in failed)
+        )
     return summary
 
 
-def run_category(cfg: DictConfig, reader, category: str, out_dir: Path) -> tuple[dict, list]:
+def run_category(
+    cfg: DictConfig, reader, category: str, out_dir: Path, backbone: torch.nn.Module
+) -> tuple[dict, list]:
     """The protocol for one category: split, fit (or resume), stream, outputs."""
     protocol = cfg.protocol
     data = reader.load(category)
     split = few_shot_split(data, protocol.shots, protocol.split_seed, protocol.stream_seed)
     transform = ImageTransform(protocol.resize, protocol.crop)
-    method = instantiate(cfg.method, backbone=instantiate(cfg.backbone))
+    method = instantiate(cfg.method, backbone=backbone)
 
     def ground_truth(sample: Sample) -> torch.Tensor:
         if sample.mask_path is None:

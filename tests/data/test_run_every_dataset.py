@@ -70,3 +70,19 @@ def test_one_failing_category_does_not_lose_the_others(make_cfg, mvtec_root, tmp
 def test_missing_root_names_the_expected_layout(make_cfg, tmp_path):
     with pytest.raises(Exception, match="ground_truth"):
         run(make_cfg("dataset=mvtec", f"dataset.root={tmp_path / 'nowhere'}", *TINY))
+
+
+def test_a_run_where_every_category_fails_is_an_error(make_cfg, mvtec_root, tmp_path):
+    overrides = [o for o in TINY if not o.startswith("protocol.shots")]
+    with pytest.raises(RuntimeError, match="every category failed: bottle: .*shots=5"):
+        run(
+            make_cfg(
+                "dataset=mvtec",
+                f"dataset.root={mvtec_root}",
+                "dataset.category=all",
+                "protocol.shots=5",
+                *overrides,
+            )
+        )
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(summary["categories"]) == {"bottle", "screw"}
