@@ -32,31 +32,38 @@ def _pct(v) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
 
+def _label(run: dict, runs: list[dict]) -> str:
+    """'method mode', plus the run directory where several runs share method and mode."""
+    label = f"{run['method']} {run['mode']}"
+    same = [r for r in runs if (r["method"], r["mode"]) == (run["method"], run["mode"])]
+    return label if len(same) == 1 else f"{label} [{Path(run['_dir']).name}]"
+
+
 def comparison_rows(runs: list[dict]) -> list[list[str]]:
-    """Header + a row per category + Average (+ online - offline when both are there)."""
-    columns = sorted(
-        {(r["method"], r["mode"]) for r in runs}, key=lambda c: (c[0], c[1] != "offline")
-    )
-    by_column = {(r["method"], r["mode"]): r for r in runs}
+    """Header + a row per category + Average; one column group per run."""
+    runs = sorted(runs, key=lambda r: (r["method"], r["mode"] != "offline", r["_dir"]))
     categories = sorted({c for r in runs for c in r["categories"]})
-    header = ["Category"] + [f"{m} {mode} {name}" for m, mode in columns for name, _ in METRICS]
+    header = ["Category"] + [f"{_label(r, runs)} {name}" for r in runs for name, _ in METRICS]
     rows = [header]
     for cat in categories:
         row = [cat]
-        for col in columns:
-            summary = by_column[col]["categories"].get(cat)
+        for run in runs:
+            summary = run["categories"].get(cat)
             for _, key in METRICS:
-                row.append("missing" if summary is None else _pct(summary.get(key)))
+                if summary is None or "error" in summary:
+                    row.append("missing" if summary is None else "failed")
+                else:
+                    row.append(_pct(summary.get(key)))
         rows.append(row)
-    rows.append(
-        ["Average"] + [_pct(by_column[c]["mean"].get(k)) for c in columns for _, k in METRICS]
-    )
+    rows.append(["Average"] + [_pct(r["mean"].get(k)) for r in runs for _, k in METRICS])
     return rows
 
 
 def online_gain(runs: list[dict]) -> list[str]:
+    """Online minus offline per method, where the method has exactly one run of each."""
     lines = []
-    modes = {(r["method"], r["mode"]): r["mean"] for r in runs}
+    pairs = [(r["method"], r["mode"]) for r in runs]
+    modes = {key: r["mean"] for key, r in zip(pairs, runs) if pairs.count(key) == 1}
     for method in sorted({m for m, _ in modes}):
         on, off = modes.get((method, "online")), modes.get((method, "offline"))
         if on and off:
