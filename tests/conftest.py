@@ -15,11 +15,11 @@ SMALL = [
     "protocol.crop=112",
     "protocol.batch_size=4",
     "protocol.session_size=4",
-    "method.num_nodes=150",
-    "method.epochs=3",
     "logger=none",
     "trainer.enable_progress_bar=false",
 ]
+# K-NG's own sizes (the default method).
+SMALL_KNG = ["method.num_nodes=150", "method.epochs=3"]
 # The synthetic dataset's own sizes (the default dataset).
 SMALL_SYNTHETIC = [
     "dataset.image_size=128",
@@ -43,6 +43,7 @@ def make_cfg(tmp_path, synthetic_root):
 
     def _make(*overrides, out=None):
         other_dataset = any(o.startswith("dataset=") for o in overrides)
+        other_method = any(o.startswith("method=") and o != "method=kng" for o in overrides)
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(
@@ -51,6 +52,7 @@ def make_cfg(tmp_path, synthetic_root):
                     f"paths.output_dir={out or tmp_path / 'run'}",
                     f"paths.data_dir={synthetic_root}",
                     *SMALL,
+                    *([] if other_method else SMALL_KNG),
                     *([] if other_dataset else SMALL_SYNTHETIC),
                     *overrides,
                 ],

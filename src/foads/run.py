@@ -148,6 +148,8 @@ def run_category(
         trainer.fit(method, train_dataloaders=shots)
         fit_seconds = time.perf_counter() - t0
     bytes_start = method.state_bytes()
+    # Table 7's "initial parameters": the backbone's weights and the learned state after the fit.
+    initial_parameters = sum(p.numel() for p in backbone.parameters()) + method.state_elements()
     end = len(split.stream)
     if protocol.max_stream_images is not None:
         end = min(end, start + int(protocol.max_stream_images))
@@ -171,6 +173,8 @@ def run_category(
         num_shots=len(split.shots),
         model_state_bytes=method.state_bytes(),
         model_state_bytes_start=bytes_start,
+        state_grew=method.state_bytes() > bytes_start,
+        initial_parameters=initial_parameters,
         **method.state_summary(),
     )
     save_checkpoint(
@@ -252,6 +256,8 @@ def _mean_summary(summaries: list[dict]) -> dict:
         values = np.array([s.get(key, math.nan) for s in summaries], dtype=float)
         finite = values[~np.isnan(values)]
         out[key] = float(finite.mean()) if finite.size else math.nan
+    for key in [k for k, v in summaries[0].items() if isinstance(v, bool)]:
+        out[key] = any(s.get(key, False) for s in summaries)
     for key in ("num_images", "skipped_images", "num_anomalous"):
         if key in out:
             out[key] = int(sum(s.get(key, 0) for s in summaries))

@@ -67,8 +67,13 @@ class PatchEmbedder(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Embed ImageNet-normalised images (B, 3, H, W) into (B, feature_dim, h, w)."""
-        size = self.output_size(*images.shape[-2:])
-        maps = self.backbone(images)
+        return self.embed_maps(self.backbone(images), images.shape[-2:])
+
+    @torch.no_grad()
+    def embed_maps(self, maps: list[torch.Tensor], image_size) -> torch.Tensor:
+        """The embedding of backbone maps already computed (for methods that also use the
+        maps themselves, such as SPADE's pooled features)."""
+        size = self.output_size(*image_size)
         parts = []
         offset = 0
         for fmap in maps:

@@ -92,6 +92,10 @@ class StreamingMethod(L.LightningModule):
         """Bytes of the learned state (what grows, or not, with the stream)."""
         raise NotImplementedError
 
+    def state_elements(self) -> int:
+        """Numbers in the learned state (for the initial-parameter count of Table 7)."""
+        raise NotImplementedError
+
     def state_summary(self) -> dict:
         """Method-specific figures for summary.json (e.g. the node count)."""
         return {}

@@ -93,5 +93,9 @@ class KNGModule(StreamingMethod):
     def state_bytes(self) -> int:
         return self.model.state_bytes()
 
+    def state_elements(self) -> int:
+        m = self.model
+        return m.means.numel() + m.scatter.numel() + m.counts.numel() + m.thresholds.numel()
+
     def state_summary(self) -> dict:
         return {"num_nodes": self.model.current_nodes, "num_edges": int(self.model.edges.shape[0])}

@@ -1,0 +1,98 @@
+"""What the feature-based baselines share: shot collection, patch embeddings, the image gate.
+
+Each baseline learns online from an image only when its image score is below a threshold
+taken from leave-one-out scores of the shots (foads.components.image_gate).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from foads.components.anomaly_map import smooth_anomaly_map
+from foads.components.image_gate import gate_threshold
+from foads.protocol.method import Scored, StreamingMethod, Updated
+
+
+class ImageGatedMethod(StreamingMethod):
+    """Base of PaDiM, SPADE and PatchCore: subclasses provide `_features`, `_fit`,
+    `_patch_scores`, `_image_scores`, `_learn`, `_leave_one_out`."""
+
+    def __init__(self, sigma: float = 4.0, gate_quantile: float = 1.0) -> None:
+        super().__init__()
+        self.sigma = sigma
+        self.gate_quantile = gate_quantile
+        self.register_buffer("threshold", torch.tensor(float("inf")))
+        self._shots: list = []
+
+    # --------------------------------------------------------------- subclass hooks
+    def _features(self, images: torch.Tensor):
+        raise NotImplementedError
+
+    def _fit(self, features) -> None:
+        raise NotImplementedError
+
+    def _patch_scores(self, features) -> torch.Tensor:
+        """(B, h, w) patch scores."""
+        raise NotImplementedError
+
+    def _image_scores(self, features, maps: torch.Tensor) -> torch.Tensor:
+        return maps.amax(dim=(1, 2))
+
+    def _learn(self, features) -> None:
+        raise NotImplementedError
+
+    def _leave_one_out(self, features) -> torch.Tensor:
+        """(K,) image scores of each shot by the model fitted without it, made as `score`
+        makes them (see `_map_max`)."""
+        raise NotImplementedError
+
+    def _cat(self, parts: list):
+        raise NotImplementedError
+
+    def _select(self, features, keep: torch.Tensor):
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- protocol
+    def _map_max(self, patch_scores: torch.Tensor) -> torch.Tensor:
+        """Image scores as `score` makes them: smoothed image-sized map, then its maximum."""
+        maps = smooth_anomaly_map(patch_scores, self._image_size, self.sigma)
+        return maps.amax(dim=(1, 2))
+
+    @torch.no_grad()
+    def collect(self, images: torch.Tensor) -> None:
+        self._image_size = tuple(images.shape[-2:])
+        self._shots.append(self._features(images))
+
+    @torch.no_grad()
+    def fit_shots(self) -> None:
+        features = self._cat(self._shots)
+        self._shots = []
+        self.threshold = torch.tensor(
+            gate_threshold(self._leave_one_out(features), self.gate_quantile),
+            device=self.threshold.device,
+        )
+        self._fit(features)
+
+    @torch.no_grad()
+    def score(self, images: torch.Tensor) -> Scored:
+        features = self._features(images)
+        patch = self._patch_scores(features)
+        maps = smooth_anomaly_map(patch, tuple(images.shape[-2:]), self.sigma)
+        return Scored(maps, self._image_scores(features, maps), cache=(features, patch.shape))
+
+    @torch.no_grad()
+    def update(
+        self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
+    ) -> Updated:
+        features, (b, h, w) = scored.cache
+        if learn is None:
+            keep = scored.image_scores.to(self.threshold.device) < self.threshold
+        else:
+            keep = learn.to(scored.image_scores.device)
+        if bool(keep.any()):
+            self._learn(self._select(features, keep))
+        accepted = keep[:, None, None].expand(b, h, w).cpu()
+        return Updated(accepted=accepted, accepted_images=keep.cpu())
+
+    def state_summary(self) -> dict:
+        return {"gate_threshold": float(self.threshold)}

@@ -1,0 +1,1 @@
+"""PaDiM: one Gaussian per feature-map position (Defard et al., 2020)."""

@@ -1,0 +1,71 @@
+"""PaDiM's model: a Gaussian per position of the embedding grid, merged exactly online."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from foads.components.gaussian import (
+    group_stats,
+    mahalanobis,
+    merge_stats,
+    regularised_covariance,
+    whitening,
+)
+
+
+def _rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, d, h, w) -> rows (B*h*w, d) and each row's position index."""
+    b, d, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(-1, d)
+    return rows, torch.arange(h * w, device=x.device).repeat(b)
+
+
+class PaDiMModel(nn.Module):
+    """Per-position (n, mean, scatter) in float64 and cached whitening factors."""
+
+    def __init__(self, eps: float = 0.01) -> None:
+        super().__init__()
+        self.eps = eps
+        for name in ("counts", "means", "scatter", "whiten"):
+            self.register_buffer(name, torch.empty(0))
+        self.grid: tuple[int, int] = (0, 0)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name, buf in list(self._buffers.items()):
+            key = prefix + name
+            if key in state_dict and buf.shape != state_dict[key].shape:
+                self._buffers[name] = torch.empty_like(state_dict[key], device=buf.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def state_bytes(self) -> int:
+        return sum(b.numel() * b.element_size() for b in self.buffers())
+
+    def state_elements(self) -> int:
+        return self.means.numel() + self.scatter.numel() + self.counts.numel()
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        rows, pos = _rows(x)
+        self.counts, self.means, self.scatter = group_stats(rows, pos, x.shape[2] * x.shape[3])
+        self._refresh()
+
+    def _refresh(self) -> None:
+        cov = regularised_covariance(self.scatter, self.counts, eps=self.eps, dtype=torch.float32)
+        self.whiten = whitening(cov)
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        rows, pos = _rows(x)
+        new = group_stats(rows, pos, self.means.shape[0])
+        self.counts, self.means, self.scatter = merge_stats(
+            self.counts, self.means, self.scatter, *new
+        )
+        self._refresh()
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, d, h, w) -> (B, h, w) Mahalanobis distances to each position's Gaussian."""
+        b, _, h, w = x.shape
+        rows, pos = _rows(x)
+        return mahalanobis(rows, self.means, self.whiten, pos).view(b, h, w)

@@ -1,0 +1,68 @@
+"""PatchCore under the FOADS protocol: offline, or online by growing the coreset bank."""
+
+from __future__ import annotations
+
+import torch
+
+from baselines.image_gated import ImageGatedMethod
+from baselines.patchcore.torch_model import LocallyAwareFeatures, PatchCoreModel
+
+
+class PatchCoreModule(ImageGatedMethod):
+    """Nearest-neighbour patch scores against a coreset bank; image score = max of the map."""
+
+    name = "patchcore"
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        feature_dim: int = 100,
+        coreset_ratio: float = 0.1,
+        sigma: float = 4.0,
+        gate_quantile: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(sigma, gate_quantile)
+        self.features = LocallyAwareFeatures(backbone, feature_dim, seed)
+        self.model = PatchCoreModel(coreset_ratio, seed)
+
+    def _features(self, images):
+        return self.features(images)
+
+    def _cat(self, parts):
+        return torch.cat(parts)
+
+    def _select(self, features, keep):
+        return features[keep]
+
+    def _fit(self, features):
+        pass  # the bank was built for the leave-one-out scores already
+
+    def _patch_scores(self, features):
+        return self.model.score(features)
+
+    def _learn(self, features):
+        self.model.add(features)
+
+    def _leave_one_out(self, features):
+        # One coreset of all shots; shot i is scored against the bank patches of the others.
+        self.model.fit(features)
+        return torch.cat(
+            [
+                self._map_max(self.model.score(features[i : i + 1], exclude_origin=i))
+                for i in range(features.shape[0])
+            ]
+        )
+
+    def stream_state(self) -> dict:
+        return {"model": self.model.state_dict(), "threshold": self.threshold}
+
+    def load_stream_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.threshold = state["threshold"].to(self.threshold.device)
+
+    def state_bytes(self) -> int:
+        return self.model.state_bytes()
+
+    def state_elements(self) -> int:
+        return self.model.state_elements()

@@ -1,0 +1,1 @@
+"""SPADE: image-level kNN, then pixel-level nearest neighbours (Cohen and Hoshen, 2020)."""

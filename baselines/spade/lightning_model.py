@@ -1,0 +1,72 @@
+"""SPADE under the FOADS protocol: offline, or online by adding gated images to the gallery."""
+
+from __future__ import annotations
+
+import torch
+
+from baselines.image_gated import ImageGatedMethod
+from baselines.spade.torch_model import SPADEModel
+from foads.features.extractor import PatchEmbedder
+
+
+class SPADEModule(ImageGatedMethod):
+    """Pooled deepest-map features pick the k nearest gallery images; patch embeddings (the
+    same layers and d channels as K-NG) are matched against those images' patches."""
+
+    name = "spade"
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        top_k: int = 50,
+        feature_dim: int = 100,
+        feature_size: int | None = None,
+        sigma: float = 4.0,
+        gate_quantile: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(sigma, gate_quantile)
+        self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed)
+        self.model = SPADEModel(top_k)
+
+    def _features(self, images):
+        maps = self.embedder.backbone(images)
+        pooled = maps[-1].mean(dim=(2, 3))
+        return pooled, self.embedder.embed_maps(maps, images.shape[-2:])
+
+    def _cat(self, parts):
+        return torch.cat([p for p, _ in parts]), torch.cat([e for _, e in parts])
+
+    def _select(self, features, keep):
+        return features[0][keep], features[1][keep]
+
+    def _fit(self, features):
+        self.model.fit(*features)
+
+    def _patch_scores(self, features):
+        idx, self._image_distance = self.model.neighbours(features[0])
+        return self.model.patch_scores(features[1], idx)
+
+    def _image_scores(self, features, maps):
+        return self._image_distance.mean(dim=1)
+
+    def _learn(self, features):
+        self.model.add(*features)
+
+    def _leave_one_out(self, features):
+        self.model.fit(*features)
+        _, distance = self.model.neighbours(features[0], exclude_self=True)
+        return distance.mean(dim=1)
+
+    def stream_state(self) -> dict:
+        return {"model": self.model.state_dict(), "threshold": self.threshold}
+
+    def load_stream_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.threshold = state["threshold"].to(self.threshold.device)
+
+    def state_bytes(self) -> int:
+        return self.model.state_bytes()
+
+    def state_elements(self) -> int:
+        return self.model.state_elements()

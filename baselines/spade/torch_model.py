@@ -1,0 +1,63 @@
+"""SPADE's model: a gallery of pooled image features and patch embeddings that only grows."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from foads.components.nearest import knn
+
+
+class SPADEModel(nn.Module):
+    """Gallery of (pooled feature, patch embeddings) per normal image."""
+
+    def __init__(self, top_k: int = 50) -> None:
+        super().__init__()
+        self.top_k = top_k
+        self.register_buffer("pooled", torch.empty(0))
+        self.register_buffer("patches", torch.empty(0))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name, buf in list(self._buffers.items()):
+            key = prefix + name
+            if key in state_dict and buf.shape != state_dict[key].shape:
+                self._buffers[name] = torch.empty_like(state_dict[key], device=buf.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def state_bytes(self) -> int:
+        return sum(b.numel() * b.element_size() for b in self.buffers())
+
+    def state_elements(self) -> int:
+        return self.pooled.numel() + self.patches.numel()
+
+    def fit(self, pooled: torch.Tensor, patches: torch.Tensor) -> None:
+        self.pooled, self.patches = pooled.clone(), patches.clone()
+
+    def add(self, pooled: torch.Tensor, patches: torch.Tensor) -> None:
+        self.pooled = torch.cat([self.pooled, pooled])
+        self.patches = torch.cat([self.patches, patches])
+
+    @torch.no_grad()
+    def neighbours(self, pooled: torch.Tensor, exclude_self: bool = False):
+        """The k nearest gallery images of each query (SPADE's image score is their mean
+        distance); with exclude_self, query i is gallery image i and is left out."""
+        k = min(self.top_k, self.pooled.shape[0] - int(exclude_self))
+        if not exclude_self:
+            return knn(pooled, self.pooled, k)
+        dist = torch.cdist(pooled, self.pooled)
+        dist.fill_diagonal_(float("inf"))
+        d, idx = torch.topk(dist, k, dim=1, largest=False)
+        return idx, d
+
+    @torch.no_grad()
+    def patch_scores(self, patches: torch.Tensor, neighbour_idx: torch.Tensor) -> torch.Tensor:
+        """(B, d, h, w) -> (B, h, w): distance of each patch to its nearest patch among the
+        gallery images chosen for its image."""
+        b, d, h, w = patches.shape
+        rows = patches.permute(0, 2, 3, 1).reshape(b, h * w, d)
+        bank = self.patches.permute(0, 2, 3, 1).reshape(self.patches.shape[0], h * w, d)
+        out = torch.empty(b, h * w, dtype=patches.dtype, device=patches.device)
+        for i in range(b):  # one search per image: its own k gallery images
+            candidates = bank[neighbour_idx[i]].reshape(-1, d)
+            out[i] = knn(rows[i], candidates, 1)[1][:, 0]
+        return out.view(b, h, w)
