@@ -2,14 +2,21 @@
 
 import json
 
-from foads.report import comparison_rows, find_runs, main, online_gain
+from foads.report import comparison_rows, find_runs, main, online_gain, table7_rows
 
 
 def write_run(root, name, mode, image, pro, categories=("a", "b")):
     run = root / name
     run.mkdir(parents=True)
     cats = {c: {"image_auroc": image, "pixel_auroc": 0.9, "pro": pro} for c in categories}
-    mean = {"image_auroc": image, "pixel_auroc": 0.9, "pro": pro, "stream_image_auroc": image}
+    mean = {
+        "image_auroc": image,
+        "pixel_auroc": 0.9,
+        "pro": pro,
+        "stream_image_auroc": image,
+        "initial_parameters": 42_100_000,
+        "state_grew": mode == "online",
+    }
     (run / "summary.json").write_text(
         json.dumps({"method": "kng", "mode": mode, "categories": cats, "mean": mean, **mean})
     )
@@ -29,8 +36,10 @@ def test_report_lays_out_runs_and_the_online_gain(tmp_path, capsys):
     assert online_gain(runs) == [
         "kng: online - offline: Image +5.0, Pixel +0.0, PRO +2.0, stream Image +5.0"
     ]
+    assert table7_rows(runs)[1] == ["kng", "42.1", "yes", "(+5.0, +2.0)"]
     main([str(tmp_path)])
-    assert "| Average | 80.0 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| Average | 80.0 |" in out and "| kng | 42.1 | yes | (+5.0, +2.0) |" in out
 
 
 def test_runs_sharing_method_and_mode_keep_separate_columns(tmp_path):

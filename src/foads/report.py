@@ -76,6 +76,31 @@ def online_gain(runs: list[dict]) -> list[str]:
     return lines
 
 
+def table7_rows(runs: list[dict]) -> list[list[str]]:
+    """Paper Table 7 layout, as measured: initial parameters (M), whether the state grew
+    during the online stream, and the improvement online - offline (Image, PRO) in points."""
+    rows = [["Method", "Initial Parameters(M)", "Extra Memory", "Improvement (Image, PRO)"]]
+    pairs = [(r["method"], r["mode"]) for r in runs]
+    by = {key: r for key, r in zip(pairs, runs) if pairs.count(key) == 1}
+    for method in sorted({m for m, _ in by}):
+        on, off = by.get((method, "online")), by.get((method, "offline"))
+        if not (on and off):
+            continue
+        on_m, off_m = on["mean"], off["mean"]
+        params = off_m.get("initial_parameters")
+        grew = on_m.get("state_grew")
+        gain = [100 * (on_m[k] - off_m[k]) for k in ("image_auroc", "pro")]
+        rows.append(
+            [
+                method,
+                "-" if params is None else f"{params / 1e6:.1f}",
+                "-" if grew is None else ("yes" if grew else "no"),
+                f"({gain[0]:+.1f}, {gain[1]:+.1f})",
+            ]
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="a run or multirun directory")
@@ -86,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     print(to_markdown(comparison_rows(runs), f"Runs under {args.root}"))
     for line in online_gain(runs):
         print(line)
+    table7 = table7_rows(runs)
+    if len(table7) > 1:
+        print("\n" + to_markdown(table7, "Table 7 layout (measured)"))
 
 
 if __name__ == "__main__":
