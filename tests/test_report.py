@@ -36,10 +36,10 @@ def test_report_lays_out_runs_and_the_online_gain(tmp_path, capsys):
     assert online_gain(runs) == [
         "kng: online - offline: Image +5.0, Pixel +0.0, PRO +2.0, stream Image +5.0"
     ]
-    assert table7_rows(runs)[1] == ["kng", "42.1", "yes", "(+5.0, +2.0)"]
+    assert table7_rows(runs)[1] == ["kng", "42.1", "yes (+2.00 MiB)", "(+5.0, +2.0)"]
     main([str(tmp_path)])
     out = capsys.readouterr().out
-    assert "| Average | 80.0 |" in out and "| kng | 42.1 | yes | (+5.0, +2.0) |" in out
+    assert "| Average | 80.0 |" in out and "| kng | 42.1 | yes (+2.00 MiB) | (+5.0, +2.0) |" in out
 
 
 def test_runs_sharing_method_and_mode_keep_separate_columns(tmp_path):
