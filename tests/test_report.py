@@ -16,6 +16,8 @@ def write_run(root, name, mode, image, pro, categories=("a", "b")):
         "stream_image_auroc": image,
         "initial_parameters": 42_100_000,
         "state_grew": mode == "online",
+        "model_state_bytes": 3 * 2**20 if mode == "online" else 2**20,
+        "model_state_bytes_start": 2**20,
     }
     (run / "summary.json").write_text(
         json.dumps({"method": "kng", "mode": mode, "categories": cats, "mean": mean, **mean})
