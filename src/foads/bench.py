@@ -135,10 +135,70 @@ def bench(device: str = "cpu", batches: int = 4, batch_size: int = 10) -> dict:
     return out
 
 
+METHODS = {
+    "kng": "foads.methods.kng.lightning_model.KNGModule",
+    "padim": "baselines.padim.lightning_model.PaDiMModule",
+    "spade": "baselines.spade.lightning_model.SPADEModule",
+    "patchcore": "baselines.patchcore.lightning_model.PatchCoreModule",
+}
+
+
+def bench_method(name: str, device: str, batches: int, batch_size: int = 10) -> dict:
+    """One method end to end (backbone included): fit on 10 shots, offline scoring, online
+    scoring plus update with its own online rule. Run in a fresh process so that its peak
+    RSS is its own."""
+    from hydra.utils import get_class
+
+    dev = torch.device(device)
+    with tempfile.TemporaryDirectory() as root:
+        shots, stream = load_batches(root, batch_size, batches * batch_size, dev)
+    stream = stream[:batches]
+    n = sum(b.shape[0] for b in stream)
+
+    def fresh():
+        module = get_class(METHODS[name])(build_backbone("efficientnet_lite0")).to(dev)
+        module.collect(shots)
+        module.fit_shots()
+        return module
+
+    fresh()  # warm-up
+    method, t_fit = _timed(fresh, dev)
+    t_off = sum(_timed(lambda b=b: method.score(b), dev)[1] for b in stream)
+    method = fresh()
+    start = method.state_bytes()
+
+    def online(b):
+        method.update(b, method.score(b))
+
+    t_on = sum(_timed(lambda b=b: online(b), dev)[1] for b in stream)
+    out = {
+        "method": name,
+        "fit_s": t_fit,
+        "offline_s_per_image": t_off / n,
+        "online_s_per_image": t_on / n,
+        "state_mib_start": start / 2**20,
+        "state_mib_end": method.state_bytes() / 2**20,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if dev.type == "cuda":
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    return out
+
+
+def compare_methods(device: str, batches: int) -> list[dict]:
+    """Every method in its own process, so peak memory is measured per method."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        return [pool.apply(bench_method, (name, device, batches)) for name in METHODS]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--no-methods", action="store_true", help="skip the side-by-side table")
     args = parser.parse_args(argv)
     r = bench(args.device, args.batches)
     b = r["backbone_s_per_image"]
@@ -168,6 +228,22 @@ def main(argv=None) -> None:
         f"  model state: {r['state_mib']:.0f} MiB; peak RSS {r['peak_rss_mib']:.0f} MiB"
         + (f"; peak CUDA {r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else "")
     )
+
+    if args.no_methods:
+        return
+    rows = compare_methods(args.device, args.batches)
+    print("\nAll methods end to end (EfficientNet-Lite0 included), same images, batch 10:")
+    print(
+        f"  {'method':10s} {'fit s':>7s} {'offline s/img':>14s} {'online s/img':>13s} "
+        f"{'state MiB start -> end':>24s} {'peak RSS MiB':>13s}"
+    )
+    for r in rows:
+        print(
+            f"  {r['method']:10s} {r['fit_s']:7.1f} {r['offline_s_per_image']:14.3f} "
+            f"{r['online_s_per_image']:13.3f} "
+            f"{r['state_mib_start']:11.1f} -> {r['state_mib_end']:8.1f} "
+            f"{r['peak_rss_mib']:13.0f}"
+        )
 
 
 if __name__ == "__main__":
