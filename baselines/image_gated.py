@@ -14,8 +14,10 @@ from foads.protocol.method import Scored, StreamingMethod, Updated
 
 
 class ImageGatedMethod(StreamingMethod):
-    """Base of PaDiM, SPADE and PatchCore: subclasses provide `_features`, `_fit`,
-    `_patch_scores`, `_image_scores`, `_learn`, `_leave_one_out`."""
+    """Base of PaDiM, SPADE and PatchCore: subclasses set `self.model` (a GrowingState with
+    `state_elements`) and provide `_features`, `_cat`, `_select`, `_fit`, `_patch_scores`,
+    `_learn`, `_leave_one_out` (and `_image_scores` where the image score is not the map's
+    maximum)."""
 
     def __init__(self, sigma: float = 4.0, gate_quantile: float = 1.0) -> None:
         super().__init__()
@@ -93,6 +95,20 @@ class ImageGatedMethod(StreamingMethod):
             self._learn(self._select(features, keep))
         accepted = keep[:, None, None].expand(b, h, w).cpu()
         return Updated(accepted=accepted, accepted_images=keep.cpu())
+
+    # --------------------------------------------------------------- state (self.model)
+    def stream_state(self) -> dict:
+        return {"model": self.model.state_dict(), "threshold": self.threshold}
+
+    def load_stream_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.threshold = state["threshold"].to(self.threshold.device)
+
+    def state_bytes(self) -> int:
+        return self.model.state_bytes()
+
+    def state_elements(self) -> int:
+        return self.model.state_elements()
 
     def state_summary(self) -> dict:
         return {"gate_threshold": float(self.threshold)}

@@ -54,20 +54,3 @@ class PaDiMModule(ImageGatedMethod):
             model.fit(others)
             scores.append(self._map_max(model.score(features[i : i + 1])))
         return torch.cat(scores)
-
-    def stream_state(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "threshold": self.threshold,
-            "embedder": self.embedder.channel_index,
-        }
-
-    def load_stream_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.threshold = state["threshold"].to(self.threshold.device)
-
-    def state_bytes(self) -> int:
-        return self.model.state_bytes()
-
-    def state_elements(self) -> int:
-        return self.model.state_elements()

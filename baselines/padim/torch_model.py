@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from foads.components.gaussian import (
     group_stats,
@@ -12,6 +11,7 @@ from foads.components.gaussian import (
     regularised_covariance,
     whitening,
 )
+from foads.components.state import GrowingState
 
 
 def _rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,7 +21,7 @@ def _rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rows, torch.arange(h * w, device=x.device).repeat(b)
 
 
-class PaDiMModel(nn.Module):
+class PaDiMModel(GrowingState):
     """Per-position (n, mean, scatter) in float64 and cached whitening factors."""
 
     def __init__(self, eps: float = 0.01) -> None:
@@ -29,17 +29,6 @@ class PaDiMModel(nn.Module):
         self.eps = eps
         for name in ("counts", "means", "scatter", "whiten"):
             self.register_buffer(name, torch.empty(0))
-        self.grid: tuple[int, int] = (0, 0)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name, buf in list(self._buffers.items()):
-            key = prefix + name
-            if key in state_dict and buf.shape != state_dict[key].shape:
-                self._buffers[name] = torch.empty_like(state_dict[key], device=buf.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def state_bytes(self) -> int:
-        return sum(b.numel() * b.element_size() for b in self.buffers())
 
     def state_elements(self) -> int:
         return self.means.numel() + self.scatter.numel() + self.counts.numel()

@@ -53,16 +53,3 @@ class PatchCoreModule(ImageGatedMethod):
                 for i in range(features.shape[0])
             ]
         )
-
-    def stream_state(self) -> dict:
-        return {"model": self.model.state_dict(), "threshold": self.threshold}
-
-    def load_stream_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.threshold = state["threshold"].to(self.threshold.device)
-
-    def state_bytes(self) -> int:
-        return self.model.state_bytes()
-
-    def state_elements(self) -> int:
-        return self.model.state_elements()

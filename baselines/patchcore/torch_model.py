@@ -8,6 +8,7 @@ from torch import nn
 
 from foads.components.coreset import greedy_coreset
 from foads.components.nearest import knn
+from foads.components.state import GrowingState
 from foads.features.extractor import random_channel_index
 
 
@@ -38,7 +39,7 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
-class PatchCoreModel(nn.Module):
+class PatchCoreModel(GrowingState):
     """Memory bank of coreset patches and the shot each came from (for leave-one-out)."""
 
     def __init__(self, coreset_ratio: float = 0.1, seed: int = 0) -> None:
@@ -47,16 +48,6 @@ class PatchCoreModel(nn.Module):
         self.seed = seed
         self.register_buffer("bank", torch.empty(0))
         self.register_buffer("origin", torch.empty(0, dtype=torch.long))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name, buf in list(self._buffers.items()):
-            key = prefix + name
-            if key in state_dict and buf.shape != state_dict[key].shape:
-                self._buffers[name] = torch.empty_like(state_dict[key], device=buf.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def state_bytes(self) -> int:
-        return sum(b.numel() * b.element_size() for b in self.buffers())
 
     def state_elements(self) -> int:
         return self.bank.numel()

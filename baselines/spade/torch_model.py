@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from foads.components.nearest import knn
+from foads.components.state import GrowingState
 
 
-class SPADEModel(nn.Module):
+class SPADEModel(GrowingState):
     """Gallery of (pooled feature, patch embeddings) per normal image."""
 
     def __init__(self, top_k: int = 50) -> None:
@@ -16,16 +16,6 @@ class SPADEModel(nn.Module):
         self.top_k = top_k
         self.register_buffer("pooled", torch.empty(0))
         self.register_buffer("patches", torch.empty(0))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name, buf in list(self._buffers.items()):
-            key = prefix + name
-            if key in state_dict and buf.shape != state_dict[key].shape:
-                self._buffers[name] = torch.empty_like(state_dict[key], device=buf.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def state_bytes(self) -> int:
-        return sum(b.numel() * b.element_size() for b in self.buffers())
 
     def state_elements(self) -> int:
         return self.pooled.numel() + self.patches.numel()

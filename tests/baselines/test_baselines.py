@@ -138,3 +138,16 @@ def test_scored_cache_is_what_update_uses():
     method.fit_shots()
     scored = method.score(images(2, 1))
     assert isinstance(scored, Scored) and scored.anomaly_maps.shape == (2, 64, 64)
+
+
+def test_a_baseline_checkpoint_continues_the_stream_exactly(make_cfg, tmp_path):
+    base = ["method=patchcore", "dataset.category=gravel", "mode=online"]
+    run(make_cfg(*base, out=tmp_path / "full"))
+    run(make_cfg(*base, "protocol.max_stream_images=8", out=tmp_path / "a"))
+    run(make_cfg(*base, f"ckpt_path={tmp_path / 'a' / 'checkpoint.pt'}", out=tmp_path / "b"))
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["state"]
+    resumed = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["state"]
+    assert resumed["model"]["bank"].shape[0] > 0
+    for key in full["model"]:
+        torch.testing.assert_close(full["model"][key], resumed["model"][key], rtol=0, atol=0)
+    assert torch.equal(full["threshold"], resumed["threshold"])

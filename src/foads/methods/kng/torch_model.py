@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from foads.components.gaussian import (
     group_stats,
@@ -20,6 +19,7 @@ from foads.components.gaussian import (
     whitening,
 )
 from foads.components.nearest import knn
+from foads.components.state import GrowingState
 from foads.methods.kng.graph import (
     EDGE_AGING,
     THRESHOLD_TYPES,
@@ -43,7 +43,7 @@ class NodeAssignment:
     distance: torch.Tensor
 
 
-class KNGModel(nn.Module):
+class KNGModel(GrowingState):
     """The K-NG model: initial fit on shot embeddings, scoring, exact incremental updates."""
 
     def __init__(
@@ -92,18 +92,6 @@ class KNGModel(nn.Module):
     @property
     def current_nodes(self) -> int:
         return int(self.means.shape[0])
-
-    def state_bytes(self) -> int:
-        """Bytes of the model state (caches included), the figure reported as model_state_bytes."""
-        return sum(b.numel() * b.element_size() for b in self.buffers())
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Buffer shapes depend on the fitted graph (nodes are dropped, edges come and go).
-        for name, buf in list(self._buffers.items()):
-            key = prefix + name
-            if key in state_dict and buf is not None and buf.shape != state_dict[key].shape:
-                self._buffers[name] = torch.empty_like(state_dict[key], device=buf.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---------------------------------------------------------------- fit (Algorithm 1)
     @torch.no_grad()
