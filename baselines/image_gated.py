@@ -15,9 +15,9 @@ from foads.protocol.method import Scored, StreamingMethod, Updated
 
 class ImageGatedMethod(StreamingMethod):
     """Base of PaDiM, SPADE and PatchCore: subclasses set `self.model` (a GrowingState with
-    `state_elements`) and provide `_features`, `_cat`, `_select`, `_fit`, `_patch_scores`,
-    `_learn`, `_leave_one_out` (and `_image_scores` where the image score is not the map's
-    maximum)."""
+    `state_elements`) and provide `_features`, `_fit`, `_patch_scores`, `_learn`,
+    `_leave_one_out` (and `_cat`, `_select`, `_image_scores` where features are not one
+    tensor or the image score is not the map's maximum)."""
 
     def __init__(self, sigma: float = 4.0, gate_quantile: float = 1.0) -> None:
         super().__init__()
@@ -49,10 +49,12 @@ class ImageGatedMethod(StreamingMethod):
         raise NotImplementedError
 
     def _cat(self, parts: list):
-        raise NotImplementedError
+        """Join the shot batches' features (a tensor by default; SPADE's are a pair)."""
+        return torch.cat(parts)
 
     def _select(self, features, keep: torch.Tensor):
-        raise NotImplementedError
+        """The features of the kept images."""
+        return features[keep]
 
     # --------------------------------------------------------------- protocol
     def _map_max(self, patch_scores: torch.Tensor) -> torch.Tensor:

@@ -31,12 +31,6 @@ class PaDiMModule(ImageGatedMethod):
     def _features(self, images):
         return self.embedder(images)
 
-    def _cat(self, parts):
-        return torch.cat(parts)
-
-    def _select(self, features, keep):
-        return features[keep]
-
     def _fit(self, features):
         self.model.fit(features)
 

@@ -29,12 +29,6 @@ class PatchCoreModule(ImageGatedMethod):
     def _features(self, images):
         return self.features(images)
 
-    def _cat(self, parts):
-        return torch.cat(parts)
-
-    def _select(self, features, keep):
-        return features[keep]
-
     def _fit(self, features):
         pass  # the bank was built for the leave-one-out scores already
 
