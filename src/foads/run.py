@@ -43,6 +43,7 @@ for _pattern in (
     ".*smaller than the logging interval.*",
     ".*module\\(s\\) in eval mode.*",
     ".*isinstance\\(treespec, LeafSpec\\).*",
+    ".*Total length of `DataLoader` across ranks is zero.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
 
@@ -58,7 +59,7 @@ def run(cfg: DictConfig) -> dict:
     categories = reader.resolve_categories(cfg.dataset.category)
     many = len(categories) > 1
     # Built once: a missing weight file stops the run here, before any category starts.
-    backbone = instantiate(cfg.backbone)
+    backbone = instantiate(cfg.backbone) if _method_class(cfg).uses_backbone else None
     per_category: dict[str, dict] = {}
     sessions: dict[str, list[dict]] = {}
     for category in categories:
@@ -79,13 +80,13 @@ def run(cfg: DictConfig) -> dict:
         "method": _method_name(cfg),
         "mode": cfg.mode,
         "dataset": dataset_name.lower(),
-        "backbone": cfg.backbone.name,
+        "backbone": cfg.backbone.name if backbone is not None else "none",
         "categories": per_category,
         "mean": mean,
     }
     (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     rows = category_table(per_category, mean)
-    title = f"{summary['method']} ({cfg.mode}), {summary['dataset']}, {cfg.backbone.name}"
+    title = f"{summary['method']} ({cfg.mode}), {summary['dataset']}, {summary['backbone']}"
     if many:
         write_table(rows, out_dir, title)
         finished = {c: s for c, s in sessions.items() if s}
@@ -115,7 +116,7 @@ def run_category(
     data = reader.load(category)
     split = few_shot_split(data, protocol.shots, protocol.split_seed, protocol.stream_seed)
     transform = ImageTransform(protocol.resize, protocol.crop)
-    method = instantiate(cfg.method, backbone=backbone)
+    method = instantiate(cfg.method, **({} if backbone is None else {"backbone": backbone}))
 
     def ground_truth(sample: Sample) -> torch.Tensor:
         if sample.mask_path is None:
@@ -149,7 +150,8 @@ def run_category(
         fit_seconds = time.perf_counter() - t0
     bytes_start = method.state_bytes()
     # Table 7's "initial parameters": the backbone's weights and the learned state after the fit.
-    initial_parameters = sum(p.numel() for p in backbone.parameters()) + method.state_elements()
+    backbone_parameters = sum(p.numel() for p in backbone.parameters()) if backbone is not None else 0
+    initial_parameters = backbone_parameters + method.state_elements()
     end = len(split.stream)
     if protocol.max_stream_images is not None:
         end = min(end, start + int(protocol.max_stream_images))
@@ -244,7 +246,11 @@ def _check_same_stream(saved: dict, category: str, protocol, length: int) -> Non
 
 
 def _method_name(cfg: DictConfig) -> str:
-    return get_class(cfg.method._target_).name
+    return _method_class(cfg).name
+
+
+def _method_class(cfg: DictConfig):
+    return get_class(cfg.method._target_)
 
 
 def _mean_summary(summaries: list[dict]) -> dict:

@@ -36,6 +36,7 @@ class StreamingMethod(L.LightningModule):
     """Base class: subclasses implement `collect`, `fit_shots`, `score`, `update`, the state."""
 
     name = "method"
+    uses_backbone = True  # False for methods that learn their own networks (DRAEM)
 
     def __init__(self) -> None:
         super().__init__()

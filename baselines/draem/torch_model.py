@@ -1,0 +1,54 @@
+"""DRAEM's model: reconstructive and discriminative sub-networks, their loss and their maps."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure
+from torchvision.ops import sigmoid_focal_loss
+
+from baselines.draem.networks import DiscriminativeSubNetwork, ReconstructiveSubNetwork
+
+
+class DRAEMModel(nn.Module):
+    """Images in [0, 1] (B, 3, S, S), S divisible by 32 -> per-pixel anomaly probabilities."""
+
+    def __init__(self, reconstructive_width: int = 128, discriminative_width: int = 64) -> None:
+        super().__init__()
+        self.reconstructive = ReconstructiveSubNetwork(reconstructive_width)
+        self.discriminative = DiscriminativeSubNetwork(discriminative_width)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction (B, 3, S, S), anomaly logits (B, 1, S, S))."""
+        rec = self.reconstructive(x)
+        return rec, self.discriminative(torch.cat([x, rec], dim=1))
+
+    def loss(
+        self, augmented: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """DRAEM's objective: L2 + (1 - SSIM) between the reconstruction of the augmented image
+        and the clean one, plus the focal loss (gamma 2) of the predicted anomaly mask."""
+        rec, logits = self(augmented)
+        l2 = F.mse_loss(rec, clean)
+        ssim = structural_similarity_index_measure(rec, clean, data_range=1.0)
+        focal = sigmoid_focal_loss(logits, mask, alpha=-1, gamma=2.0, reduction="mean")
+        return l2 + (1 - ssim) + focal
+
+    @torch.no_grad()
+    def anomaly_probability(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, S, S) probability that each pixel is anomalous."""
+        return torch.sigmoid(self(x)[1])[:, 0]
+
+    def state_bytes(self) -> int:
+        tensors = [*self.parameters(), *self.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def state_elements(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def image_scores(probability: torch.Tensor, pool: int) -> torch.Tensor:
+    """DRAEM's image score: the maximum of the probability map mean-filtered over pool x pool."""
+    pooled = F.avg_pool2d(probability[:, None], pool, stride=1, padding=pool // 2)
+    return pooled.amax(dim=(1, 2, 3))
