@@ -15,6 +15,7 @@ import argparse
 import resource
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -148,36 +149,48 @@ def bench(device: str = "cpu", batches: int = 4, batch_size: int = 10) -> dict:
     return out
 
 
-METHODS = {
-    "kng": "foads.methods.kng.lightning_model.KNGModule",
-    "padim": "baselines.padim.lightning_model.PaDiMModule",
-    "spade": "baselines.spade.lightning_model.SPADEModule",
-    "patchcore": "baselines.patchcore.lightning_model.PatchCoreModule",
-}
+METHODS = ("kng", "padim", "spade", "patchcore", "draem")
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def method_config(name: str):
+    """`conf/method/<name>.yaml` as `python -m foads.run method=<name>` composes it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"method={name}", "logger=none"])
+    GlobalHydra.instance().clear()
+    return cfg.method
 
 
 def bench_method(name: str, device: str, batches: int, batch_size: int = 10) -> dict:
-    """One method end to end (backbone included): fit on 10 shots, offline scoring, online
-    scoring plus update with its own online rule. Run in a fresh process so that its peak
-    RSS is its own."""
-    from hydra.utils import get_class
+    """One method end to end (backbone included) with its config's defaults: fit on 10
+    shots, offline scoring, then online scoring plus update with its own online rule from
+    the same fit (scoring changes nothing). Run in a fresh process so that its peak RSS is
+    its own."""
+    from hydra.utils import get_class, instantiate
 
     dev = torch.device(device)
     with tempfile.TemporaryDirectory() as root:
         shots, stream = load_batches(root, batch_size, batches * batch_size, dev)
     stream = stream[:batches]
     n = sum(b.shape[0] for b in stream)
+    conf = method_config(name)
+    backbone = build_backbone("efficientnet_lite0").to(dev)
+    with torch.no_grad():
+        backbone(shots)  # warm-up: first-call costs are not the method's
 
-    def fresh():
-        module = get_class(METHODS[name])(build_backbone("efficientnet_lite0")).to(dev)
+    def fit():
+        uses = get_class(conf._target_).uses_backbone
+        module = instantiate(conf, **({"backbone": backbone} if uses else {})).to(dev)
         module.collect(shots)
         module.fit_shots()
         return module
 
-    fresh()  # warm-up
-    method, t_fit = _timed(fresh, dev)
+    method, t_fit = _timed(fit, dev)
     t_off = sum(_timed(lambda b=b: method.score(b), dev)[1] for b in stream)
-    method = fresh()
     start = method.state_bytes()
 
     def online(b):

@@ -1,0 +1,17 @@
+"""The benchmark builds every method from the same config a run uses."""
+
+from pathlib import Path
+
+from hydra.utils import get_class
+
+from foads.bench import CONF_DIR, METHODS, method_config
+
+
+def test_bench_covers_every_method_config_with_its_run_defaults():
+    configs = sorted(p.stem for p in (Path(CONF_DIR) / "method").glob("*.yaml"))
+    assert sorted(METHODS) == configs
+    draem = method_config("draem")
+    assert get_class(draem._target_).uses_backbone is False
+    assert draem.train_steps == 300 and draem.image_size == 128  # the CPU budget, not the paper's
+    kng = method_config("kng")
+    assert kng.num_nodes == 3136 and kng.seed == 0
