@@ -1,10 +1,176 @@
-"""The comparison report reads finished runs' summaries; it never re-runs a model."""
+"""Sweeps and the report: configs compose, a smoke multirun runs in-process, the report's
+numbers are the jobs' own, and broken or missing jobs are marked, not dropped."""
 
 import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
 
-from foads.report import comparison_rows, find_runs, main, online_gain, table7_rows
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
+
+from foads.features.backbones import build_backbone
+from foads.outputs.jobs import find_jobs, group_settings
+from foads.outputs.report_tables import comparison_rows, online_gain, table7_rows
+from foads.report import main, report
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+SWEEPS = sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
+def compose_with(*overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return build_backbone("efficientnet_lite0")
+
+
+def instantiate_method(cfg, backbone):
+    uses = get_class(cfg.method._target_).uses_backbone
+    return instantiate(cfg.method, **({"backbone": backbone} if uses else {}))
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_sweep_composes_and_each_of_its_values_instantiates(name, backbone):
+    cfg = compose_with(f"sweep={name}")
+    params = cfg.hydra.sweeper.params or {}
+    if name == "smoke":  # the shared sizes of the *_smoke sweeps, not a sweep itself
+        assert not params
+        return
+    assert str(cfg.hydra.mode).endswith("MULTIRUN") and params
+    for key, spec in params.items():
+        for value in str(spec).split(","):
+            one = compose_with(f"sweep={name}", f"{key}={value}")
+            if key == "seed":
+                assert one.protocol.split_seed == one.protocol.stream_seed == int(value)
+                continue
+            method = instantiate_method(one, backbone)
+            if key.startswith("method."):
+                assert str(getattr(method.model, key.split(".")[1], value)) == value
+            dataset = OmegaConf.to_container(one.dataset, resolve=True)
+            dataset.pop("name")
+            instantiate(dataset)
+    # Every smoke variant is a small multirun of a real sweep.
+    if name.endswith("_smoke"):
+        assert name.removesuffix("_smoke") in SWEEPS
+        assert cfg.protocol.crop == 112 and cfg.dataset.num_train == 14
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_and_instantiates(name, backbone):
+    cfg = compose_with(f"experiment={name}")
+    instantiate_method(cfg, backbone)
+
+
+def run_multirun(sweep_dir: Path, data_dir: Path, *overrides):
+    """`python -m foads.run <overrides>` in this process (Hydra's basic launcher)."""
+    from foads.run import main as run_main
+
+    argv = sys.argv
+    sys.argv = [
+        "foads.run",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"paths.data_dir={data_dir}",
+        *overrides,
+    ]
+    try:
+        run_main()
+    finally:
+        sys.argv = argv
+        GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def comparison_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("comparison")
+    run_multirun(root / "sweep", tmp_path_factory.mktemp("data"), "sweep=comparison_smoke")
+    return root / "sweep"
+
+
+def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
+    comparison_sweep, tmp_path
+):
+    summaries = {}
+    for path in comparison_sweep.glob("*/summary.json"):
+        s = json.loads(path.read_text())
+        summaries[f"{s['method']} {s['mode']}"] = s
+    assert sorted(summaries) == [
+        "padim offline",
+        "padim online",
+        "patchcore offline",
+        "patchcore online",
+    ]
+    made = report(comparison_sweep, tmp_path / "report")
+    rows = [
+        line.split(",")
+        for line in (tmp_path / "report" / "comparison.csv").read_text().splitlines()
+    ]
+    header = rows[0]
+    assert len(header) == 1 + 4 * 3 and [r[0] for r in rows] == [
+        "Category",
+        "gravel",
+        "Average",
+        "Jobs finished",
+    ]
+    for col, name in enumerate(header[1:], start=1):
+        label, metric = name.rsplit(" ", 1)
+        key = {"Image": "image_auroc", "Pixel": "pixel_auroc", "PRO": "pro"}[metric]
+        s = summaries[label]
+        assert rows[1][col] == f"{100 * s['categories']['gravel'][key]:.1f}"
+        assert rows[2][col] == f"{100 * s[key]:.1f}"
+    assert rows[3][1::3] == ["1/1"] * 4
+    table7 = (tmp_path / "report" / "table7.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in table7] == ["Method", "padim", "patchcore"]
+    gain = 100 * (
+        summaries["padim online"]["image_auroc"] - summaries["padim offline"]["image_auroc"]
+    )
+    assert f"({gain:+.1f}," in table7[1]
+    names = {p.name for p in made["figures"]}
+    assert {"sessions_image.png", "sessions_pro.png", "maps_gravel.png"} <= names
+    assert (tmp_path / "report" / "failures.txt").read_text() == ""
+
+
+def test_report_marks_failed_and_missing_jobs(tmp_path):
+    """One value of a node sweep is invalid (its jobs fail), and a finished job's folder is
+    removed afterwards (it shows as missing); the others keep their numbers."""
+    sweep = tmp_path / "sweep"
+    with pytest.raises(SystemExit):  # Hydra reports the failed jobs once all have run
+        run_multirun(sweep, tmp_path / "data", "sweep=nodes_smoke", "method.num_nodes=36,1")
+    jobs = sorted(p.parent for p in sweep.glob("*/.hydra"))
+    assert len(jobs) == 4  # 2 node counts x 2 seeds all ran
+    finished = [j for j in jobs if (j / "summary.json").exists()]
+    assert len(finished) == 2
+    values = [json.loads((j / "summary.json").read_text())["image_auroc"] for j in finished]
+    made = report(sweep, tmp_path / "report", figures=False)
+    ablation = made["ablation"]
+    assert ablation[0] == ["num_nodes", "36", "1"]
+    assert ablation[1] == [
+        "Image",
+        f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.pstdev(values):.1f}",
+        "failed",
+    ]
+    failures = (tmp_path / "report" / "failures.txt").read_text().splitlines()
+    assert len(failures) == 2 and all("num_nodes must be at least 2" in f for f in failures)
+
+    shutil.rmtree(finished[0])
+    made = report(sweep, tmp_path / "report2", figures=False)
+    assert made["ablation"][1][1] == f"{100 * values[1]:.1f}"  # the remaining seed
+    failures = (tmp_path / "report2" / "failures.txt").read_text()
+    assert "missing: " in failures and "never ran" in failures
+
+
+# ---------------------------------------------------------------- hand-made summaries
 def write_run(root, name, mode, image, pro, categories=("a", "b")):
     run = root / name
     run.mkdir(parents=True)
@@ -26,20 +192,24 @@ def write_run(root, name, mode, image, pro, categories=("a", "b")):
     (run / "a" / "summary.json").write_text(json.dumps(cats["a"]))  # per-category: skipped
 
 
+def settings_under(root):
+    return group_settings(*find_jobs(root))
+
+
 def test_report_lays_out_runs_and_the_online_gain(tmp_path, capsys):
     write_run(tmp_path, "0", "offline", 0.80, 0.70)
     write_run(tmp_path, "1", "online", 0.85, 0.72, categories=("a",))
-    runs = find_runs(tmp_path)
-    assert len(runs) == 2
-    rows = comparison_rows(runs)
+    settings = settings_under(tmp_path)
+    assert len(settings) == 2
+    rows = comparison_rows(settings)
     assert rows[0][1:4] == ["kng offline Image", "kng offline Pixel", "kng offline PRO"]
     assert rows[1] == ["a", "80.0", "90.0", "70.0", "85.0", "90.0", "72.0"]
     assert rows[2][4] == "missing"  # category b did not run online
-    assert online_gain(runs) == [
+    assert online_gain(settings) == [
         "kng: online - offline: Image +5.0, Pixel +0.0, PRO +2.0, stream Image +5.0"
     ]
-    assert table7_rows(runs)[1] == ["kng", "42.1", "yes (+2.00 MiB)", "(+5.0, +2.0)"]
-    main([str(tmp_path)])
+    assert table7_rows(settings)[1] == ["kng", "42.1", "yes (+2.00 MiB)", "(+5.0, +2.0)"]
+    main([str(tmp_path), "--no-figures"])
     out = capsys.readouterr().out
     assert "| Average | 80.0 |" in out and "| kng | 42.1 | yes (+2.00 MiB) | (+5.0, +2.0) |" in out
 
@@ -47,6 +217,11 @@ def test_report_lays_out_runs_and_the_online_gain(tmp_path, capsys):
 def test_runs_sharing_method_and_mode_keep_separate_columns(tmp_path):
     write_run(tmp_path, "0", "online", 0.80, 0.70)
     write_run(tmp_path, "1", "online", 0.90, 0.75)
-    rows = comparison_rows(find_runs(tmp_path))
+    rows = comparison_rows(settings_under(tmp_path))
     assert rows[0][1] == "kng online [0] Image" and rows[0][4] == "kng online [1] Image"
-    assert online_gain(find_runs(tmp_path)) == []
+    assert online_gain(settings_under(tmp_path)) == []
+
+
+def test_report_of_a_directory_without_runs_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="no finished run"):
+        report(tmp_path)

@@ -150,7 +150,9 @@ def run_category(
         fit_seconds = time.perf_counter() - t0
     bytes_start = method.state_bytes()
     # Table 7's "initial parameters": the backbone's weights and the learned state after the fit.
-    backbone_parameters = sum(p.numel() for p in backbone.parameters()) if backbone is not None else 0
+    backbone_parameters = (
+        sum(p.numel() for p in backbone.parameters()) if backbone is not None else 0
+    )
     initial_parameters = backbone_parameters + method.state_elements()
     end = len(split.stream)
     if protocol.max_stream_images is not None:
@@ -195,20 +197,31 @@ def run_category(
     (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     if evaluator.sessions:
         session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
-        _overlays(evaluator, split.stream, transform, out_dir / "overlays.png")
+        _overlays(evaluator, split.stream, transform, out_dir)
     for logger in trainer.loggers:
         _log_figures(logger, out_dir)
     return summary, evaluator.sessions
 
 
-def _overlays(evaluator, stream, transform, path: Path) -> None:
+def _overlays(evaluator, stream, transform, out_dir: Path) -> None:
+    """overlays.png of the last session's images, and maps.npz: the same images, masks and
+    maps as arrays, so that a report can set methods side by side without re-running them."""
     last = evaluator.last_session()
     images = [
         denormalise(transform(load_image(stream[p].path))).permute(1, 2, 0).numpy()
         for p in last["positions"]
     ]
     captions = [f"#{p} {stream[p].defect_type}" for p in last["positions"]]
-    overlay_grid(images, [m.astype(float) for m in last["masks"]], last["maps"], path, captions)
+    masks = [m.astype(float) for m in last["masks"]]
+    overlay_grid(images, masks, last["maps"], out_dir / "overlays.png", captions)
+    np.savez_compressed(
+        out_dir / "maps.npz",
+        positions=np.asarray(last["positions"]),
+        images=(np.stack(images) * 255).round().astype(np.uint8),
+        masks=np.stack(last["masks"]).astype(bool),
+        maps=np.stack(last["maps"]).astype(np.float16),
+        defect_types=np.asarray([str(stream[p].defect_type) for p in last["positions"]]),
+    )
 
 
 def _log_figures(logger, out_dir: Path) -> None:
@@ -286,9 +299,21 @@ def _pct(value) -> str:
     return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+# An absolute path: Hydra resolves a relative one against the calling module, which differs
+# between `python -m foads.run` and an in-process call of `main`.
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
-    summary = run(cfg)
+    try:
+        summary = run(cfg)
+    except Exception as err:
+        # A sweep's report lists failed jobs with this reason (Hydra only prints it).
+        out_dir = Path(cfg.paths.output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "error.txt").write_text(f"{type(err).__name__}: {err}\n")
+        raise
     return summary.get("image_auroc", math.nan)
 
 

@@ -20,9 +20,13 @@ SMALL_DRAEM = [
 
 
 def small_module(**kwargs) -> DRAEMModule:
-    args = dict(
-        reconstructive_width=4, discriminative_width=4, image_size=32, train_steps=3, batch_size=2
-    )
+    args = {
+        "reconstructive_width": 4,
+        "discriminative_width": 4,
+        "image_size": 32,
+        "train_steps": 3,
+        "batch_size": 2,
+    }
     return DRAEMModule(**{**args, **kwargs})
 
 

@@ -1,0 +1,169 @@
+"""The jobs of a run or multirun directory: what was asked for, what finished, what failed.
+
+A Hydra multirun writes `multirun.yaml` (the sweep) at its root and one directory per job
+with `.hydra/overrides.yaml` (that job's overrides) and, once finished, `summary.json`. The
+sweep is expanded again here, so a job that never started is reported as missing and one
+that started but wrote no summary as failed, instead of silently dropping out of a table.
+Jobs that only differ in `seed` are repeats of one setting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPEAT_KEYS = ("seed",)
+
+
+@dataclass
+class Job:
+    """One job: its directory (None when it never started), overrides and summary."""
+
+    overrides: dict[str, str]
+    dir: Path | None = None
+    summary: dict | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.summary is not None:
+            return "ok"
+        return "missing" if self.dir is None else "failed"
+
+
+@dataclass
+class Setting:
+    """Jobs that differ only in their seed: one column of a table, one line of a figure."""
+
+    label: str
+    values: dict[str, str]  # the swept keys that define the setting (seed excluded)
+    jobs: list[Job] = field(default_factory=list)
+
+    @property
+    def finished(self) -> list[Job]:
+        return [j for j in self.jobs if j.status == "ok"]
+
+    @property
+    def unfinished(self) -> list[Job]:
+        return [j for j in self.jobs if j.status != "ok"]
+
+
+def _parse_overrides(lines: list[str]) -> dict[str, list[str]]:
+    """Override strings -> {key: [values]} (a sweep such as `a=1,2` or `range(3)` expanded)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(lines))
+    out = {}
+    for o in parsed:
+        if o.is_sweep_override():
+            out[o.get_key_element()] = [str(v) for v in o.sweep_string_iterator()]
+        else:
+            out[o.get_key_element()] = [o.get_value_element_as_str()]
+    return out
+
+
+def _job_overrides(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return {}
+    return {k: v[0] for k, v in _parse_overrides(yaml.safe_load(path.read_text()) or []).items()}
+
+
+def expected_grid(root: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The swept keys and every combination of their values that the multirun at root asked
+    for (from multirun.yaml: command-line sweeps and `hydra.sweeper.params`). ([], []) when
+    root is not a multirun."""
+    path = root / "multirun.yaml"
+    if not path.exists():
+        return [], []
+    hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
+    params = (hydra.get("sweeper") or {}).get("params") or {}
+    # The command line wins over the sweep config's params for the same key (Hydra's rule).
+    lines = [f"{k}={v}" for k, v in params.items()]
+    lines += list(hydra.get("overrides", {}).get("task", []) or [])
+    values = _parse_overrides(lines)
+    swept = [k for k, v in values.items() if len(v) > 1]
+    grid = [dict(zip(swept, combo)) for combo in itertools.product(*(values[k] for k in swept))]
+    return swept, grid
+
+
+def _failure(job_dir: Path) -> str:
+    """The error a failed job wrote (error.txt), else the last error-like line of its log."""
+    if (job_dir / "error.txt").exists():
+        return " ".join((job_dir / "error.txt").read_text(errors="replace").split())[-300:]
+    log = job_dir / "run.log"
+    if log.exists():
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if "Error" in ln]
+        if lines:
+            return lines[-1].strip()[-200:]
+    return "no summary.json (the job failed or has not finished)"
+
+
+def find_jobs(root: Path) -> tuple[list[str], list[Job]]:
+    """The swept keys and the jobs under root: finished, failed and (for a multirun) missing.
+
+    A job directory is one with a top-level summary.json (it has `categories`) or a
+    `.hydra/overrides.yaml`; a category's own summary.json inside a job is not a job.
+    """
+    root = Path(root)
+    dirs = {p.parent for p in root.rglob("summary.json")}
+    dirs |= {p.parent.parent for p in root.rglob(".hydra/overrides.yaml")}
+    jobs = []
+    for job_dir in sorted(dirs):
+        path = job_dir / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else None
+        if summary is not None and "categories" not in summary:
+            continue  # a category's summary inside a job
+        job = Job(_job_overrides(job_dir), job_dir, summary)
+        if summary is None:
+            job.error = _failure(job_dir)
+        jobs.append(job)
+    swept, grid = expected_grid(root)
+    for combo in grid:
+        if not any(all(j.overrides.get(k) == v for k, v in combo.items()) for j in jobs):
+            jobs.append(Job(dict(combo), error="never ran: no job directory"))
+    if not grid:  # separate runs: tell them apart by what their summaries say, else by folder
+        swept = [k for k in ("method", "mode") if len({_value(j, k) for j in jobs}) > 1]
+        if len({tuple(_value(j, k) for k in swept) for j in jobs}) < len(jobs):
+            swept.append("run")
+    return swept, jobs
+
+
+def _value(job: Job, key: str) -> str:
+    if key == "run":
+        return job.dir.name if job.dir is not None else "?"
+    if key in job.overrides:
+        return job.overrides[key]
+    if job.summary is not None and key in job.summary:
+        return str(job.summary[key])
+    return "?"
+
+
+def group_settings(swept: list[str], jobs: list[Job]) -> list[Setting]:
+    """Settings in sweep order: the swept keys but the repeat keys (seed) define a setting."""
+    keys = [k for k in swept if k not in REPEAT_KEYS]
+    settings: dict[tuple, Setting] = {}
+    for job in jobs:
+        values = {k: _value(job, k) for k in keys}
+        key = tuple(values.values())
+        settings.setdefault(key, Setting("", values)).jobs.append(job)
+    for setting in settings.values():  # labelled from a finished job where there is one
+        named = setting.finished or setting.jobs
+        setting.label = _label(setting.values, named[0])
+    return list(settings.values())
+
+
+def _label(values: dict[str, str], job: Job) -> str:
+    """'kng online', then the other swept keys: 'kng online num_nodes=196', 'kng online [0]'."""
+    summary = job.summary or {}
+    parts = [values.get(k) or str(summary.get(k, "?")) for k in ("method", "mode")]
+    for k, v in values.items():
+        if k == "run":
+            parts.append(f"[{v}]")
+        elif k not in ("method", "mode"):
+            parts.append(f"{k.split('.')[-1]}={v}")
+    return " ".join(parts)

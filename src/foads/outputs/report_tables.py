@@ -1,0 +1,169 @@
+"""Tables of finished jobs in the paper's layouts (Tables 3-8), mean and spread over seeds.
+
+Every number is read from the jobs' summary.json files; a setting repeated over seeds shows
+`mean ± standard deviation` (population, over the finished seeds). A cell with no finished
+job says why: `missing` (never ran, or the category is absent) or `failed`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from foads.outputs.jobs import REPEAT_KEYS, Job, Setting
+
+METRICS = (("Image", "image_auroc"), ("Pixel", "pixel_auroc"), ("PRO", "pro"))
+
+
+def _number(v) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def job_value(job: Job, key: str, category: str | None = None) -> float | None:
+    """A finished job's value of `key`: its mean over categories, or one category's."""
+    if job.summary is None:
+        return None
+    part = job.summary.get("mean", job.summary) if category is None else None
+    if category is not None:
+        part = job.summary.get("categories", {}).get(category)
+        if part is None or "error" in part:
+            return None
+    return _number(part.get(key))
+
+
+def values(setting: Setting, key: str, category: str | None = None) -> list[float]:
+    out = [job_value(j, key, category) for j in setting.finished]
+    return [v for v in out if v is not None]
+
+
+def cell(setting: Setting, key: str, category: str | None = None, scale: float = 100) -> str:
+    """'77.1', '77.1 ± 0.4' over seeds, or why there is no number."""
+    vals = values(setting, key, category)
+    if vals:
+        mean = statistics.fmean(vals) * scale
+        if len(vals) == 1:
+            return f"{mean:.1f}"
+        return f"{mean:.1f} ± {statistics.pstdev(vals) * scale:.1f}"
+    if not setting.finished:
+        return "missing" if all(j.status == "missing" for j in setting.jobs) else "failed"
+    if category is not None:
+        parts = [j.summary.get("categories", {}).get(category) for j in setting.finished]
+        if any(p is not None and "error" in p for p in parts):
+            return "failed"
+        if all(p is None for p in parts):
+            return "missing"
+    return "-"
+
+
+def mean_of(setting: Setting, key: str) -> float | None:
+    vals = values(setting, key)
+    return statistics.fmean(vals) if vals else None
+
+
+def categories(settings: list[Setting]) -> list[str]:
+    return sorted({c for s in settings for j in s.finished for c in j.summary["categories"]})
+
+
+def comparison_rows(settings: list[Setting]) -> list[list[str]]:
+    """Table 8 layout: a row per category and the Average, Image / Pixel / PRO per setting,
+    and the number of finished jobs of each setting."""
+    rows = [["Category"] + [f"{s.label} {name}" for s in settings for name, _ in METRICS]]
+    for cat in categories(settings):
+        rows.append([cat] + [cell(s, k, cat) for s in settings for _, k in METRICS])
+    rows.append(["Average"] + [cell(s, k) for s in settings for _, k in METRICS])
+    rows.append(
+        ["Jobs finished"]
+        + [part for s in settings for part in (f"{len(s.finished)}/{len(s.jobs)}", "", "")]
+    )
+    return rows
+
+
+def ablation_rows(settings: list[Setting], key: str) -> list[list[str]]:
+    """Tables 3-5 layout: a column per value of the swept key, rows Image / Pixel / PRO
+    (averages over categories); Table 6 layout (a row per value) for the number of shots."""
+    labels = [s.values.get(key, s.label) for s in settings]
+    if key == "protocol.shots":
+        rows = [["Size", "Image-level", "Pixel-level", "PRO"]]
+        for label, s in zip(labels, settings):
+            rows.append([f"{label}-shot"] + [cell(s, k) for _, k in METRICS])
+        return rows
+    rows = [[key.split(".")[-1], *labels]]
+    for name, k in METRICS:
+        rows.append([name] + [cell(s, k) for s in settings])
+    return rows
+
+
+def _by_method_mode(settings: list[Setting]) -> dict[tuple[str, str], Setting]:
+    out = {}
+    for s in settings:
+        jobs = s.finished
+        if not jobs:
+            continue
+        key = (jobs[0].summary.get("method"), jobs[0].summary.get("mode"))
+        out.setdefault(key, s)
+    return out
+
+
+def online_gain(settings: list[Setting]) -> list[str]:
+    """Online minus offline per method (means over seeds), where both modes finished."""
+    by = _by_method_mode(settings)
+    lines = []
+    for method in sorted({m for m, _ in by}):
+        on, off = by.get((method, "online")), by.get((method, "offline"))
+        if not (on and off):
+            continue
+        parts = []
+        for name, k in METRICS + (("stream Image", "stream_image_auroc"),):
+            a, b = mean_of(on, k), mean_of(off, k)
+            if a is not None and b is not None:
+                parts.append(f"{name} {100 * (a - b):+.1f}")
+        lines.append(f"{method}: online - offline: " + ", ".join(parts))
+    return lines
+
+
+def table7_rows(settings: list[Setting]) -> list[list[str]]:
+    """Paper Table 7 layout, as measured: initial parameters (M), whether the state grew
+    during the online stream (and by how much), and online - offline (Image, PRO) in points."""
+    rows = [["Method", "Initial Parameters(M)", "Extra Memory", "Improvement (Image, PRO)"]]
+    by = _by_method_mode(settings)
+    for method in sorted({m for m, _ in by}):
+        on, off = by.get((method, "online")), by.get((method, "offline"))
+        if not (on and off):
+            continue
+        params = mean_of(off, "initial_parameters")
+        grew = any(bool(j.summary.get("mean", {}).get("state_grew")) for j in on.finished)
+        growth = (mean_of(on, "model_state_bytes") or 0) - (
+            mean_of(on, "model_state_bytes_start") or 0
+        )
+        gain = [
+            100 * ((mean_of(on, k) or 0) - (mean_of(off, k) or 0)) for k in ("image_auroc", "pro")
+        ]
+        rows.append(
+            [
+                method,
+                "-" if params is None else f"{params / 1e6:.1f}",
+                f"yes (+{growth / 2**20:.2f} MiB)" if grew else "no",
+                f"({gain[0]:+.1f}, {gain[1]:+.1f})",
+            ]
+        )
+    return rows
+
+
+def failure_lines(settings: list[Setting]) -> list[str]:
+    """One line per job without a summary: its status, directory, overrides and error."""
+    lines = []
+    for s in settings:
+        for j in s.unfinished:
+            where = str(j.dir) if j.dir is not None else "-"
+            overrides = " ".join(f"{k}={v}" for k, v in j.overrides.items())
+            lines.append(f"{j.status}: {s.label} ({overrides}) in {where}: {j.error}")
+    return lines
+
+
+def swept_parameter(swept: list[str]) -> str | None:
+    """The one swept key of an ablation (seeds aside), else None."""
+    keys = [k for k in swept if k not in REPEAT_KEYS and k != "run"]
+    return keys[0] if len(keys) == 1 and keys[0] not in ("method", "mode") else None
