@@ -1,5 +1,6 @@
 """Shared fixtures: Hydra configs composed into tmp_path, small synthetic data."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,27 @@ def make_cfg(tmp_path, synthetic_root):
         return cfg
 
     return _make
+
+
+def run_multirun(sweep_dir: Path, data_dir: Path, *overrides):
+    """`python -m foads.run <overrides>` in this process (Hydra's basic launcher)."""
+    from foads.run import main as run_main
+
+    argv = sys.argv
+    sys.argv = [
+        "foads.run",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"paths.data_dir={data_dir}",
+        *overrides,
+    ]
+    try:
+        run_main()
+    finally:
+        sys.argv = argv
+        GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def multirun():
+    """`run_multirun` for tests in other folders."""
+    return run_multirun

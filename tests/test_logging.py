@@ -1,6 +1,7 @@
 """Loggers: the CSV logger by default, W&B offline with session metrics and figures."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -31,3 +32,20 @@ def test_wandb_offline_run_has_session_metrics_and_figures(make_cfg, tmp_path, m
     assert {"sessions", "overlays"} <= media
     history = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
     assert b"session/image_auroc" in history and b"session/pro" in history
+    # The resolved config, the final metrics in the run summary and the session table.
+    assert b"num_nodes" in history and b"final/image_auroc" in history
+    sessions = list(csv.DictReader((tmp_path / "run" / "sessions.csv").open()))
+    (table,) = runs[0].rglob("sessions_table_*.table.json")
+    assert len(json.loads(table.read_text())["data"]) == len(sessions)
+
+
+def test_wandb_runs_of_one_sweep_share_a_group(tmp_path, monkeypatch, synthetic_root, multirun):
+    pytest.importorskip("wandb")
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sweep = tmp_path / "sweep"
+    multirun(sweep, synthetic_root, "sweep=comparison_smoke", "method=padim", "logger=wandb")
+    files = sorted(sweep.rglob("offline-run-*/*.wandb"))
+    assert len(files) == 2  # offline and online
+    assert all(str(sweep).encode() in f.read_bytes() for f in files)

@@ -4,7 +4,6 @@ numbers are the jobs' own, and broken or missing jobs are marked, not dropped.""
 import json
 import shutil
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
@@ -73,28 +72,10 @@ def test_every_experiment_composes_and_instantiates(name, backbone):
     instantiate_method(cfg, backbone)
 
 
-def run_multirun(sweep_dir: Path, data_dir: Path, *overrides):
-    """`python -m foads.run <overrides>` in this process (Hydra's basic launcher)."""
-    from foads.run import main as run_main
-
-    argv = sys.argv
-    sys.argv = [
-        "foads.run",
-        f"hydra.sweep.dir={sweep_dir}",
-        f"paths.data_dir={data_dir}",
-        *overrides,
-    ]
-    try:
-        run_main()
-    finally:
-        sys.argv = argv
-        GlobalHydra.instance().clear()
-
-
 @pytest.fixture(scope="module")
-def comparison_sweep(tmp_path_factory):
+def comparison_sweep(tmp_path_factory, multirun):
     root = tmp_path_factory.mktemp("comparison")
-    run_multirun(root / "sweep", tmp_path_factory.mktemp("data"), "sweep=comparison_smoke")
+    multirun(root / "sweep", tmp_path_factory.mktemp("data"), "sweep=comparison_smoke")
     return root / "sweep"
 
 
@@ -141,12 +122,12 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
     assert (tmp_path / "report" / "failures.txt").read_text() == ""
 
 
-def test_report_marks_failed_and_missing_jobs(tmp_path):
+def test_report_marks_failed_and_missing_jobs(tmp_path, multirun):
     """One value of a node sweep is invalid (its jobs fail), and a finished job's folder is
     removed afterwards (it shows as missing); the others keep their numbers."""
     sweep = tmp_path / "sweep"
     with pytest.raises(SystemExit):  # Hydra reports the failed jobs once all have run
-        run_multirun(sweep, tmp_path / "data", "sweep=nodes_smoke", "method.num_nodes=36,1")
+        multirun(sweep, tmp_path / "data", "sweep=nodes_smoke", "method.num_nodes=36,1")
     jobs = sorted(p.parent for p in sweep.glob("*/.hydra"))
     assert len(jobs) == 4  # 2 node counts x 2 seeds all ran
     finished = [j for j in jobs if (j / "summary.json").exists()]

@@ -136,6 +136,8 @@ def run_category(
         for name, conf in (cfg.get("logger") or {}).items()
     ]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[evaluator])
+    for logger in loggers:
+        logger.log_hyperparams(_hyperparameters(cfg, category))
 
     start, fit_seconds = 0, 0.0
     if cfg.get("ckpt_path"):
@@ -199,7 +201,7 @@ def run_category(
         session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
         _overlays(evaluator, split.stream, transform, out_dir)
     for logger in trainer.loggers:
-        _log_figures(logger, out_dir)
+        _log_results(logger, out_dir, summary, evaluator.sessions)
     return summary, evaluator.sessions
 
 
@@ -224,8 +226,23 @@ def _overlays(evaluator, stream, transform, out_dir: Path) -> None:
     )
 
 
-def _log_figures(logger, out_dir: Path) -> None:
-    """Send the figures to loggers that take images (W&B), then close the logger's run."""
+def _hyperparameters(cfg: DictConfig, category: str) -> dict:
+    """The resolved config a logger records with the run (Hydra's own node left out)."""
+    conf = OmegaConf.to_container(cfg, resolve=True)
+    conf.get("dataset", {})["category"] = category
+    return conf
+
+
+def _log_results(logger, out_dir: Path, summary: dict, sessions: list[dict]) -> None:
+    """Final metrics into the run summary, the session table and the figures, for loggers
+    that take them (W&B); then close the logger's run."""
+    if type(logger).__name__ == "WandbLogger":
+        final = {k: v for k, v in _jsonable(summary).items() if isinstance(v, (int, float))}
+        logger.experiment.summary.update({f"final/{k}": v for k, v in final.items()})
+        if sessions:
+            columns = list(sessions[0])
+            rows = [[_jsonable(s.get(c)) for c in columns] for s in sessions]
+            logger.log_table(key="sessions_table", columns=columns, data=rows)
     if hasattr(logger, "log_image"):
         for name in ("sessions", "overlays"):
             if (out_dir / f"{name}.png").exists():
@@ -237,9 +254,19 @@ def _log_figures(logger, out_dir: Path) -> None:
 
 
 def _logger_names(name: str, cfg: DictConfig, category: str) -> dict:
-    if name == "wandb" and not cfg.logger.wandb.get("name"):
-        return {"name": f"{_method_name(cfg)}-{cfg.mode}-{category}"}
-    return {}
+    """W&B: a run per job and category, named after them; the jobs of one sweep share a
+    group (the sweep directory) unless `logger.wandb.group` is set."""
+    if name != "wandb":
+        return {}
+    names = {}
+    if not cfg.logger.wandb.get("name"):
+        names["name"] = f"{_method_name(cfg)}-{cfg.mode}-{category}"
+    if not cfg.logger.wandb.get("group"):
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized() and str(HydraConfig.get().mode).endswith("MULTIRUN"):
+            names["group"] = str(HydraConfig.get().sweep.dir)
+    return names
 
 
 def _check_same_stream(saved: dict, category: str, protocol, length: int) -> None:
