@@ -144,11 +144,19 @@ def test_report_marks_failed_and_missing_jobs(tmp_path, multirun):
     failures = (tmp_path / "report" / "failures.txt").read_text().splitlines()
     assert len(failures) == 2 and all("num_nodes must be at least 2" in f for f in failures)
 
+    overrides = (finished[0] / ".hydra" / "overrides.yaml").read_text()
     shutil.rmtree(finished[0])
     made = report(sweep, tmp_path / "report2", figures=False)
     assert made["ablation"][1][1] == f"{100 * values[1]:.1f}"  # the remaining seed
     failures = (tmp_path / "report2" / "failures.txt").read_text()
     assert "missing: " in failures and "never ran" in failures
+
+    # Rerun the missing job alone into its old folder: the report has both seeds again.
+    again = [line.removeprefix("- ") for line in overrides.splitlines()]
+    again = [o for o in again if not o.startswith("paths.data_dir")]
+    multirun(sweep, tmp_path / "data", *again, "hydra.mode=RUN", f"hydra.run.dir={finished[0]}")
+    made = report(sweep, tmp_path / "report3", figures=False)
+    assert made["ablation"][1] == ablation[1]
 
 
 # ---------------------------------------------------------------- hand-made summaries
@@ -206,3 +214,13 @@ def test_runs_sharing_method_and_mode_keep_separate_columns(tmp_path):
 def test_report_of_a_directory_without_runs_says_so(tmp_path):
     with pytest.raises(SystemExit, match="no finished run"):
         report(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [("local", "JoblibLauncher"), ("slurm", "SlurmLauncher")],
+)
+def test_launchers_compose_with_a_sweep(launcher, target):
+    cfg = compose_with("sweep=nodes", f"hydra/launcher={launcher}")
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert cfg.hydra.sweeper.params["method.num_nodes"] == "196,784,1764,3136,4900"
