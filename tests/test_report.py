@@ -73,9 +73,9 @@ def test_every_experiment_composes_and_instantiates(name, backbone):
 
 
 @pytest.fixture(scope="module")
-def comparison_sweep(tmp_path_factory, multirun):
+def comparison_sweep(tmp_path_factory, multirun, synthetic_root):
     root = tmp_path_factory.mktemp("comparison")
-    multirun(root / "sweep", tmp_path_factory.mktemp("data"), "sweep=comparison_smoke")
+    multirun(root / "sweep", synthetic_root, "sweep=comparison_smoke")
     return root / "sweep"
 
 
@@ -122,12 +122,12 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
     assert (tmp_path / "report" / "failures.txt").read_text() == ""
 
 
-def test_report_marks_failed_and_missing_jobs(tmp_path, multirun):
+def test_report_marks_failed_and_missing_jobs(tmp_path, multirun, synthetic_root):
     """One value of a node sweep is invalid (its jobs fail), and a finished job's folder is
     removed afterwards (it shows as missing); the others keep their numbers."""
     sweep = tmp_path / "sweep"
     with pytest.raises(SystemExit):  # Hydra reports the failed jobs once all have run
-        multirun(sweep, tmp_path / "data", "sweep=nodes_smoke", "method.num_nodes=36,1")
+        multirun(sweep, synthetic_root, "sweep=nodes_smoke", "method.num_nodes=36,1")
     jobs = sorted(p.parent for p in sweep.glob("*/.hydra"))
     assert len(jobs) == 4  # 2 node counts x 2 seeds all ran
     finished = [j for j in jobs if (j / "summary.json").exists()]
@@ -154,7 +154,7 @@ def test_report_marks_failed_and_missing_jobs(tmp_path, multirun):
     # Rerun the missing job alone into its old folder: the report has both seeds again.
     again = [line.removeprefix("- ") for line in overrides.splitlines()]
     again = [o for o in again if not o.startswith("paths.data_dir")]
-    multirun(sweep, tmp_path / "data", *again, "hydra.mode=RUN", f"hydra.run.dir={finished[0]}")
+    multirun(sweep, synthetic_root, *again, "hydra.mode=RUN", f"hydra.run.dir={finished[0]}")
     made = report(sweep, tmp_path / "report3", figures=False)
     assert made["ablation"][1] == ablation[1]
 
@@ -224,3 +224,34 @@ def test_launchers_compose_with_a_sweep(launcher, target):
     cfg = compose_with("sweep=nodes", f"hydra/launcher={launcher}")
     assert cfg.hydra.launcher._target_.endswith(target)
     assert cfg.hydra.sweeper.params["method.num_nodes"] == "196,784,1764,3136,4900"
+
+
+@pytest.mark.parametrize(
+    ("sweep", "key", "labels"),
+    [
+        ("age_max_smoke", "method.age_max", ["5", "1500"]),
+        ("epochs_smoke", "method.epochs", ["1", "3"]),
+        ("threshold_smoke", "method.threshold_type", ["median", "none"]),
+        ("shots_smoke", "protocol.shots", ["5", "10"]),
+    ],
+)
+def test_each_smoke_sweep_runs_and_reports_its_ablation(
+    sweep, key, labels, tmp_path, multirun, synthetic_root
+):
+    multirun(tmp_path / "sweep", synthetic_root, f"sweep={sweep}")
+    made = report(tmp_path / "sweep", tmp_path / "report")
+    by_value = {}
+    for path in (tmp_path / "sweep").glob("*/summary.json"):
+        cfg = OmegaConf.load(path.parent / "config_resolved.yaml")
+        by_value[str(OmegaConf.select(cfg, key))] = json.loads(path.read_text())
+    assert sorted(by_value) == sorted(labels)
+    table = made["ablation"]
+    if key == "protocol.shots":  # Table 6 layout: a row per value
+        assert [r[0] for r in table[1:]] == [f"{v}-shot" for v in labels]
+        assert [r[1] for r in table[1:]] == [
+            f"{100 * by_value[v]['image_auroc']:.1f}" for v in labels
+        ]
+    else:  # Tables 3-5 layout: a column per value
+        assert table[0] == [key.split(".")[-1], *labels]
+        assert table[3][1:] == [f"{100 * by_value[v]['pro']:.1f}" for v in labels]
+    assert "hyperparameters.png" in {p.name for p in made["figures"]}

@@ -96,6 +96,7 @@ def hyperparameter_curves(settings: list[Setting], key: str, out_dir: Path) -> P
         ax.set_xlabel(key)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
+    left.set_ylabel("%")
     left.legend(fontsize=8)
     right.legend(fontsize=6, ncol=2)
     fig.tight_layout()
