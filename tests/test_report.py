@@ -120,6 +120,9 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
     names = {p.name for p in made["figures"]}
     assert {"sessions_image.png", "sessions_pro.png", "maps_gravel.png"} <= names
     assert (tmp_path / "report" / "failures.txt").read_text() == ""
+    # Sweeps keep no models (save_checkpoint: false), but each job's maps for Figure 10.
+    assert not list(comparison_sweep.rglob("checkpoint.pt"))
+    assert len(list(comparison_sweep.rglob("maps.npz"))) == 4
 
 
 def test_report_marks_failed_and_missing_jobs(tmp_path, multirun, synthetic_root):

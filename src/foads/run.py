@@ -183,6 +183,20 @@ def run_category(
         initial_parameters=initial_parameters,
         **method.state_summary(),
     )
+    if cfg.get("save_checkpoint", True):
+        _save_checkpoint(cfg, method, category, out_dir, end, len(split.stream))
+    (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
+    if evaluator.sessions:
+        session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
+        _overlays(evaluator, split.stream, transform, out_dir)
+    for logger in trainer.loggers:
+        _log_results(logger, out_dir, summary, evaluator.sessions)
+    return summary, evaluator.sessions
+
+
+def _save_checkpoint(cfg, method, category: str, out_dir: Path, end: int, length: int) -> None:
+    """checkpoint.pt: the method's stream state and where in which stream it stopped."""
+    protocol = cfg.protocol
     save_checkpoint(
         out_dir / "checkpoint.pt",
         method.name,
@@ -193,16 +207,9 @@ def run_category(
             "split_seed": protocol.split_seed,
             "stream_seed": protocol.stream_seed,
             "shots": protocol.shots,
-            "stream_length": len(split.stream),
+            "stream_length": length,
         },
     )
-    (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
-    if evaluator.sessions:
-        session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
-        _overlays(evaluator, split.stream, transform, out_dir)
-    for logger in trainer.loggers:
-        _log_results(logger, out_dir, summary, evaluator.sessions)
-    return summary, evaluator.sessions
 
 
 def _overlays(evaluator, stream, transform, out_dir: Path) -> None:
