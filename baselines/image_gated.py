@@ -106,11 +106,5 @@ class ImageGatedMethod(StreamingMethod):
         self.model.load_state_dict(state["model"])
         self.threshold = state["threshold"].to(self.threshold.device)
 
-    def state_bytes(self) -> int:
-        return self.model.state_bytes()
-
-    def state_elements(self) -> int:
-        return self.model.state_elements()
-
     def state_summary(self) -> dict:
         return {"gate_threshold": float(self.threshold)}

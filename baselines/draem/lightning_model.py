@@ -168,11 +168,5 @@ class DRAEMModule(StreamingMethod):
         self.threshold = state["threshold"].to(self.threshold.device)
         self.model.eval()
 
-    def state_bytes(self) -> int:
-        return self.model.state_bytes()
-
-    def state_elements(self) -> int:
-        return self.model.state_elements()
-
     def state_summary(self) -> dict:
         return {"gate_threshold": float(self.threshold)}

@@ -18,6 +18,13 @@ from foads.outputs.jobs import Job, Setting
 from foads.outputs.report_tables import METRICS, categories, values
 
 
+def _save(fig, path: Path, dpi: int = 100) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _category_dir(job: Job, category: str) -> Path:
     """Where a job keeps a category's files (the job's own folder for a single category)."""
     return job.dir / category if len(job.summary["categories"]) > 1 else job.dir
@@ -64,11 +71,7 @@ def session_curves_by_setting(settings: list[Setting], out_dir: Path) -> list[Pa
         axes.flat[0].set_ylabel(f"{name} %")
         axes.flat[0].legend(fontsize=6, loc="lower right")
         fig.suptitle(f"{name} per session")
-        fig.tight_layout()
-        path = out_dir / f"sessions_{name.lower()}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out_dir / f"sessions_{name.lower()}.png"))
     return paths
 
 
@@ -99,11 +102,7 @@ def hyperparameter_curves(settings: list[Setting], key: str, out_dir: Path) -> P
     left.set_ylabel("%")
     left.legend(fontsize=8)
     right.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    path = out_dir / "hyperparameters.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / "hyperparameters.png")
 
 
 def _maps(job: Job, category: str) -> dict | None:
@@ -153,9 +152,5 @@ def method_grid(settings: list[Setting], out_dir: Path, max_images: int = 6) -> 
             ax.set_xticks([])
             ax.set_yticks([])
         fig.suptitle(cat, fontsize=9)
-        fig.tight_layout()
-        path = out_dir / f"maps_{cat}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out_dir / f"maps_{cat}.png", dpi=90))
     return paths

@@ -90,12 +90,14 @@ class StreamingMethod(L.LightningModule):
         raise NotImplementedError
 
     def state_bytes(self) -> int:
-        """Bytes of the learned state (what grows, or not, with the stream)."""
-        raise NotImplementedError
+        """Bytes of the learned state (what grows, or not, with the stream); by default that
+        of `self.model`."""
+        return self.model.state_bytes()
 
     def state_elements(self) -> int:
-        """Numbers in the learned state (for the initial-parameter count of Table 7)."""
-        raise NotImplementedError
+        """Numbers in the learned state (for the initial-parameter count of Table 7); by
+        default those of `self.model`."""
+        return self.model.state_elements()
 
     def state_summary(self) -> dict:
         """Method-specific figures for summary.json (e.g. the node count)."""

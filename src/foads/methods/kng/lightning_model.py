@@ -90,9 +90,6 @@ class KNGModule(StreamingMethod):
                 "the checkpoint was made with another channel subset (feature_dim or seed differ)"
             )
 
-    def state_bytes(self) -> int:
-        return self.model.state_bytes()
-
     def state_elements(self) -> int:
         m = self.model
         return m.means.numel() + m.scatter.numel() + m.counts.numel() + m.thresholds.numel()
