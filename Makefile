@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench gpu-check lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ test: install
 # Speed and memory at the paper's sizes (prints figures; not a test).
 bench: install
 	$(BIN)/python -m foads.bench
+
+# On a machine with CUDA: every method offline and online on the smoke stream, on the GPU,
+# with the wall time; then the report (the prepared check for a lent GPU session).
+gpu-check: install
+	time $(BIN)/python -m foads.run sweep=comparison_smoke trainer=gpu \
+		'method=kng,padim,spade,patchcore,draem' hydra.sweep.dir=outputs/gpu_check
+	$(BIN)/python -m foads.report outputs/gpu_check --no-figures
 
 lint: install
 	$(BIN)/ruff check src tests baselines
