@@ -1,4 +1,5 @@
 # Everything runs in a local virtual environment made from pyproject.toml.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
