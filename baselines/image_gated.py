@@ -9,15 +9,15 @@ from __future__ import annotations
 import torch
 
 from foads.components.anomaly_map import smooth_anomaly_map
-from foads.components.image_gate import gate_threshold
+from foads.components.image_gate import accepted_images, gate_threshold
 from foads.protocol.method import Scored, StreamingMethod, Updated
 
 
 class ImageGatedMethod(StreamingMethod):
     """Base of PaDiM, SPADE and PatchCore: subclasses set `self.model` (a GrowingState with
-    `state_elements`) and provide `_features`, `_fit`, `_patch_scores`, `_learn`,
-    `_leave_one_out` (and `_cat`, `_select`, `_image_scores` where features are not one
-    tensor or the image score is not the map's maximum)."""
+    `state_elements`) and provide `_features` and `_leave_one_out`; `_fit`, `_patch_scores`
+    and `_learn` default to the model's `fit`, `score` and `update` (and `_cat`, `_select`,
+    `_image_scores` to one feature tensor and the map's maximum)."""
 
     def __init__(self, sigma: float = 4.0, gate_quantile: float = 1.0) -> None:
         super().__init__()
@@ -31,17 +31,17 @@ class ImageGatedMethod(StreamingMethod):
         raise NotImplementedError
 
     def _fit(self, features) -> None:
-        raise NotImplementedError
+        self.model.fit(features)
 
     def _patch_scores(self, features) -> torch.Tensor:
         """(B, h, w) patch scores."""
-        raise NotImplementedError
+        return self.model.score(features)
 
     def _image_scores(self, features, maps: torch.Tensor) -> torch.Tensor:
         return maps.amax(dim=(1, 2))
 
     def _learn(self, features) -> None:
-        raise NotImplementedError
+        self.model.update(features)
 
     def _leave_one_out(self, features) -> torch.Tensor:
         """(K,) image scores of each shot by the model fitted without it, made as `score`
@@ -89,10 +89,7 @@ class ImageGatedMethod(StreamingMethod):
         self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
     ) -> Updated:
         features, (b, h, w) = scored.cache
-        if learn is None:
-            keep = scored.image_scores.to(self.threshold.device) < self.threshold
-        else:
-            keep = learn.to(scored.image_scores.device)
+        keep = accepted_images(scored.image_scores, self.threshold, learn)
         if bool(keep.any()):
             self._learn(self._select(features, keep))
         accepted = keep[:, None, None].expand(b, h, w).cpu()

@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from foads.run import CONF_DIR
 
 # Small sizes for the default suite: 112 px crops give a 28 x 28 embedding grid.
 SMALL = [

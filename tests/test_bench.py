@@ -4,7 +4,8 @@ from pathlib import Path
 
 from hydra.utils import get_class
 
-from foads.bench import CONF_DIR, METHODS, method_config
+from foads.bench import METHODS, method_config
+from foads.run import CONF_DIR
 
 
 def test_bench_covers_every_method_config_with_its_run_defaults():

@@ -4,7 +4,6 @@ numbers are the jobs' own, and broken or missing jobs are marked, not dropped.""
 import json
 import shutil
 import statistics
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -16,8 +15,8 @@ from foads.features.backbones import build_backbone
 from foads.outputs.jobs import find_jobs, group_settings
 from foads.outputs.report_tables import comparison_rows, online_gain, table7_rows
 from foads.report import main, report
+from foads.run import CONF_DIR
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 SWEEPS = sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from baselines.draem.simulation import AnomalySource, simulate_anomalies
 from baselines.draem.torch_model import DRAEMModel, image_scores
 from foads.components.anomaly_map import smooth_anomaly_map
-from foads.components.image_gate import gate_threshold
+from foads.components.image_gate import accepted_images, gate_threshold
 from foads.data.transforms import denormalise
 from foads.protocol.method import Scored, StreamingMethod, Updated
 
@@ -107,7 +107,6 @@ class DRAEMModule(StreamingMethod):
         self.model.eval()
 
     def collect(self, images: torch.Tensor) -> None:
-        self._image_size = tuple(images.shape[-2:])
         self._shots.append(self._pixels(images))
 
     def fit_shots(self) -> None:
@@ -140,10 +139,7 @@ class DRAEMModule(StreamingMethod):
         self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
     ) -> Updated:
         x = scored.cache
-        if learn is None:
-            keep = scored.image_scores.to(self.threshold.device) < self.threshold
-        else:
-            keep = learn.to(scored.image_scores.device)
+        keep = accepted_images(scored.image_scores, self.threshold, learn)
         if bool(keep.any()) and self.update_steps > 0:
             self._train(x[keep.to(x.device)], self.update_steps, self._optimizer)
         grid = x.shape[-1] // 8

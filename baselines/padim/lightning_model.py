@@ -31,15 +31,6 @@ class PaDiMModule(ImageGatedMethod):
     def _features(self, images):
         return self.embedder(images)
 
-    def _fit(self, features):
-        self.model.fit(features)
-
-    def _patch_scores(self, features):
-        return self.model.score(features)
-
-    def _learn(self, features):
-        self.model.update(features)
-
     def _leave_one_out(self, features):
         scores = []
         for i in range(features.shape[0]):  # K refits of K-1 shots (K is ten)

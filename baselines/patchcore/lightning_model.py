@@ -32,9 +32,6 @@ class PatchCoreModule(ImageGatedMethod):
     def _fit(self, features):
         pass  # the bank was built for the leave-one-out scores already
 
-    def _patch_scores(self, features):
-        return self.model.score(features)
-
     def _learn(self, features):
         self.model.add(features)
 

@@ -15,7 +15,6 @@ import argparse
 import resource
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -26,6 +25,7 @@ from foads.data.transforms import ImageTransform
 from foads.features.backbones import build_backbone
 from foads.features.extractor import PatchEmbedder
 from foads.methods.kng.torch_model import KNGModel
+from foads.run import CONF_DIR
 
 
 def _peak_rss_mib() -> float:
@@ -150,7 +150,6 @@ def bench(device: str = "cpu", batches: int = 4, batch_size: int = 10) -> dict:
 
 
 METHODS = ("kng", "padim", "spade", "patchcore", "draem")
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def method_config(name: str):

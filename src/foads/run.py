@@ -169,6 +169,7 @@ def run_category(
     )
     trainer.test(method, dataloaders=stream, verbose=False)
 
+    bytes_end = method.state_bytes()
     summary = dict(evaluator.summary)
     summary.update(
         category=category,
@@ -177,9 +178,9 @@ def run_category(
         stream_end=end,
         stream_length=len(split.stream),
         num_shots=len(split.shots),
-        model_state_bytes=method.state_bytes(),
+        model_state_bytes=bytes_end,
         model_state_bytes_start=bytes_start,
-        state_grew=method.state_bytes() > bytes_start,
+        state_grew=bytes_end > bytes_start,
         initial_parameters=initial_parameters,
         **method.state_summary(),
     )

@@ -17,3 +17,13 @@ def gate_threshold(leave_one_out_scores: torch.Tensor, quantile: float = 1.0) ->
     if leave_one_out_scores.numel() == 0:
         raise ValueError("no leave-one-out scores: the gate needs at least two shots")
     return float(torch.quantile(leave_one_out_scores.double().cpu(), quantile))
+
+
+def accepted_images(
+    image_scores: torch.Tensor, threshold: torch.Tensor, learn: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B,) bool: the images to learn from, below the threshold, or `learn` where the oracle
+    mode gives it (from the ground truth), on the scores' device."""
+    if learn is not None:
+        return learn.to(image_scores.device)
+    return image_scores < threshold.to(image_scores.device)

@@ -87,12 +87,8 @@ def hyperparameter_curves(settings: list[Setting], key: str, out_dir: Path) -> P
         std = np.array([np.std(v) * 100 if v else np.nan for v in stats])
         left.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=name)
     for cat in categories(settings):
-        y = [
-            np.mean(values(s, "image_auroc", cat)) * 100
-            if values(s, "image_auroc", cat)
-            else np.nan
-            for s in settings
-        ]
+        per_setting = [values(s, "image_auroc", cat) for s in settings]
+        y = [np.mean(v) * 100 if v else np.nan for v in per_setting]
         right.plot(x, y, marker="o", markersize=3, label=cat)
     for ax, title in ((left, "average over categories"), (right, "Image ROCAUC % per category")):
         ax.set_xticks(x, labels)
