@@ -54,8 +54,10 @@ def test_every_sweep_composes_and_each_of_its_values_instantiates(name, backbone
                 assert one.protocol.split_seed == one.protocol.stream_seed == int(value)
                 continue
             method = instantiate_method(one, backbone)
-            if key.startswith("method."):
-                assert str(getattr(method.model, key.split(".")[1], value)) == value
+            if key.startswith("method."):  # the swept value reaches the model or the module
+                name = key.split(".")[1]
+                owner = method.model if hasattr(method.model, name) else method
+                assert getattr(owner, name) == OmegaConf.select(one, key)
             dataset = OmegaConf.to_container(one.dataset, resolve=True)
             dataset.pop("name")
             instantiate(dataset)

@@ -35,6 +35,8 @@ from foads.outputs.report_tables import (
     comparison_rows,
     failure_lines,
     online_gain,
+    oracle_share,
+    payoff_rows,
     swept_parameter,
     table7_rows,
 )
@@ -63,6 +65,10 @@ def report(root: Path, out_dir: Path | None = None, figures: bool = True) -> dic
     text = [_write(comparison_rows(settings), out_dir, "comparison", f"Runs under {root}")]
     gains = online_gain(settings)
     text += gains
+    if any(s.values.get("mode") for s in settings):
+        made["payoff"] = payoff_rows(settings)
+        text.append("\n" + _write(made["payoff"], out_dir, "payoff", "What the stream paid"))
+        text += oracle_share(settings)
     table7 = table7_rows(settings)
     if len(table7) > 1:
         text.append("\n" + _write(table7, out_dir, "table7", "Table 7 layout (measured)"))

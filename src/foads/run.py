@@ -114,7 +114,13 @@ def run_category(
     """The protocol for one category: split, fit (or resume), stream, outputs."""
     protocol = cfg.protocol
     data = reader.load(category)
-    split = few_shot_split(data, protocol.shots, protocol.split_seed, protocol.stream_seed)
+    split = few_shot_split(
+        data,
+        protocol.shots,
+        protocol.split_seed,
+        protocol.stream_seed,
+        protocol.get("anomaly_rate"),
+    )
     transform = ImageTransform(protocol.resize, protocol.crop)
     method = instantiate(cfg.method, **({} if backbone is None else {"backbone": backbone}))
 

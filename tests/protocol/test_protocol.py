@@ -188,3 +188,27 @@ def test_split_moves_every_other_good_image_into_the_stream():
 def test_more_shots_than_good_training_images_is_a_clear_error():
     with pytest.raises(DatasetError, match="shots=12 but category 'toy' has only 5 good"):
         few_shot_split(category(5, 4), shots=12, split_seed=0, stream_seed=0)
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.8, 0.1])
+def test_anomaly_rate_subsamples_the_stream_to_that_defect_share(rate):
+    data = category(40, 40)  # stream: 30 + 20 good, 20 defective (29%)
+    full = few_shot_split(data, shots=10, split_seed=0, stream_seed=3)
+    split = few_shot_split(data, shots=10, split_seed=0, stream_seed=3, anomaly_rate=rate)
+    bad = sum(s.label for s in split.stream)
+    good = len(split.stream) - bad
+    assert bad / len(split.stream) == pytest.approx(rate, abs=0.02)
+    # Only the commoner class loses images; the order of the stream is kept.
+    assert (bad == 20) if rate > 20 / 70 else (good == 50)
+    position = {s.path: i for i, s in enumerate(full.stream)}
+    kept = [position[s.path] for s in split.stream]
+    assert kept == sorted(kept)
+    assert split.shots == full.shots
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0, 1.5])
+def test_anomaly_rate_outside_zero_one_is_a_clear_error(rate):
+    with pytest.raises(
+        DatasetError, match=f"anomaly_rate must lie strictly between 0 and 1, got {rate}"
+    ):
+        few_shot_split(category(30, 10), shots=10, split_seed=0, stream_seed=0, anomaly_rate=rate)

@@ -108,17 +108,22 @@ def regularised_covariance(
     prior_weight: float = 0.0,
     eps: float = 0.01,
     dtype: torch.dtype | None = None,
+    shrinkage: float = 0.0,
 ) -> torch.Tensor:
-    """(S + n0 G) / (n - 1 + n0) + eps I for each group (KNG.md section 2), in `dtype`.
+    """(1 - s) (S + n0 G) / (n - 1 + n0) + s G + eps I for each group, in `dtype`.
 
-    With n0 = 0 this is the paper's sample covariance [2] plus eps I. The division happens
-    in the scatter's precision; only the result is cast.
+    n0 = `prior_weight` pseudo-observations of the prior covariance G (KNG.md section 2),
+    whose weight fades as a group fills in; s = `shrinkage`, a fixed share of G that never
+    fades. With n0 = s = 0 this is the paper's sample covariance [2] plus eps I. The
+    division happens in the scatter's precision; only the result is cast.
     """
     denom = (counts - 1.0 + prior_weight).clamp_min(1.0)[:, None, None]
     if prior is not None and prior_weight > 0:
         cov = (scatter + prior_weight * prior.to(scatter)).div_(denom)
     else:
         cov = scatter / denom
+    if prior is not None and shrinkage > 0:
+        cov = cov.mul_(1.0 - shrinkage).add_(shrinkage * prior.to(cov))
     cov = cov.to(dtype or scatter.dtype)
     cov.diagonal(dim1=-2, dim2=-1).add_(eps)
     return cov

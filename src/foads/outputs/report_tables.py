@@ -167,3 +167,51 @@ def swept_parameter(swept: list[str]) -> str | None:
     """The one swept key of an ablation (seeds aside), else None."""
     keys = [k for k in swept if k not in REPEAT_KEYS and k != "run"]
     return keys[0] if len(keys) == 1 and keys[0] not in ("method", "mode") else None
+
+
+# The stream's payoff (issue 5): what each setting learned and what it cost.
+PAYOFF = (
+    ("Image", "image_auroc"),
+    ("stream Image", "stream_image_auroc"),
+    ("last-half Image", "last_half_image_auroc"),
+    ("PRO", "pro"),
+    ("last-half PRO", "last_half_pro"),
+    ("accepted", "accepted_fraction"),
+    ("absorbed anomalous", "absorbed_anomalous_fraction"),
+)
+
+
+def payoff_rows(settings: list[Setting]) -> list[list[str]]:
+    """A row per setting: per-session, stream-level and last-half figures, and the accepted
+    and absorbed-anomalous patch fractions of its updates (averages over categories)."""
+    rows = [["Setting", *(name for name, _ in PAYOFF)]]
+    for s in settings:
+        rows.append([s.label] + [cell(s, k) for _, k in PAYOFF])
+    return rows
+
+
+def oracle_share(settings: list[Setting]) -> list[str]:
+    """For each online setting with an offline and an oracle twin (the same values but the
+    mode): the share of the oracle's image AUROC gain over offline that it captures."""
+    by_values = {tuple(sorted(s.values.items())): s for s in settings if s.finished}
+    lines = []
+    for s in settings:
+        if s.values.get("mode") != "online" or not s.finished:
+            continue
+        twin = {
+            m: by_values.get(tuple(sorted({**s.values, "mode": m}.items())))
+            for m in ("offline", "oracle")
+        }
+        if not all(twin.values()):
+            continue
+        for name, key in (("Image", "image_auroc"), ("stream Image", "stream_image_auroc")):
+            on, off, orc = (mean_of(x, key) for x in (s, twin["offline"], twin["oracle"]))
+            if None in (on, off, orc):
+                continue
+            gain = orc - off
+            share = f"{(on - off) / gain:.0%}" if gain > 0 else "n/a (oracle gains nothing)"
+            lines.append(
+                f"{s.label}: {name} online - offline {100 * (on - off):+.1f}, oracle - offline "
+                f"{100 * gain:+.1f}: {share} of the oracle's gain"
+            )
+    return lines

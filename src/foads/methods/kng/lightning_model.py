@@ -1,13 +1,30 @@
-"""K-NG wired into the protocol: patch embeddings in, anomaly maps out, updates in between."""
+"""K-NG wired into the protocol: patch embeddings in, anomaly maps out, updates in between.
+
+What the online update learns from is decided in two steps (README "Acceptance rules"):
+an optional image-level gate (an image whose score exceeds a threshold taken from the shots
+alone teaches nothing), then the patch rule of KNG.md section 5 on the images let through.
+"""
 
 from __future__ import annotations
 
+import copy
+
 import torch
+import torch.nn.functional as F
 
 from foads.components.anomaly_map import smooth_anomaly_map
+from foads.components.image_gate import accepted_images, gate_threshold
 from foads.features.extractor import PatchEmbedder
 from foads.methods.kng.torch_model import KNGModel
 from foads.protocol.method import Scored, StreamingMethod, Updated
+
+# Image gates: None (none), "shots" (a fixed threshold from held-out shot scores), "stream"
+# (a quantile of the recent stream's image scores).
+IMAGE_GATES = (None, "shots", "stream")
+# Patch gates: None, "shots" (a quantile of held-out shot patch scores), "image" (a robust
+# outlier limit within each image's own patch scores), "batch" (a quantile of the batch's
+# patch scores).
+PATCH_GATES = (None, "shots", "image", "batch")
 
 
 class KNGModule(StreamingMethod):
@@ -25,13 +42,39 @@ class KNGModule(StreamingMethod):
         threshold_type: str = "median",
         threshold_scale: float = 1.0,
         covariance_prior: float = 0.0,
+        covariance_shrinkage: float = 0.0,
         eps: float = 0.01,
+        image_gate: str | None = None,
+        gate_quantile: float = 1.0,
+        gate_margin: float = 1.0,
+        gate_folds: int = 5,
+        gate_window: int = 100,
+        patch_gate: str | None = None,
+        patch_gate_quantile: float = 0.999,
+        patch_gate_margin: float = 1.0,
+        patch_gate_k: float = 3.0,
+        reject_dilation: int = 0,
+        max_nodes: int | None = None,
+        grow_scale: float | None = None,
+        grow_min_count: int = 10,
+        remove_after: int | None = None,
         feature_dim: int = 100,
         feature_size: int | None = None,
         sigma: float = 4.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        for name, value in (("gate_margin", gate_margin), ("patch_gate_margin", patch_gate_margin)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if image_gate not in IMAGE_GATES:
+            raise ValueError(f"image_gate must be one of {IMAGE_GATES}, got {image_gate!r}")
+        if patch_gate not in PATCH_GATES:
+            raise ValueError(f"patch_gate must be one of {PATCH_GATES}, got {patch_gate!r}")
+        if gate_window < 1:
+            raise ValueError(f"gate_window must be at least 1 image, got {gate_window}")
+        if reject_dilation < 0:
+            raise ValueError(f"reject_dilation must be >= 0 patches, got {reject_dilation}")
         self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed)
         self.model = KNGModel(
             num_nodes=num_nodes,
@@ -41,50 +84,204 @@ class KNGModule(StreamingMethod):
             threshold_type=threshold_type,
             threshold_scale=threshold_scale,
             covariance_prior=covariance_prior,
+            covariance_shrinkage=covariance_shrinkage,
             eps=eps,
+            max_nodes=max_nodes,
+            grow_scale=grow_scale,
+            grow_min_count=grow_min_count,
+            remove_after=remove_after,
             seed=seed,
         )
         self.sigma = sigma
+        self.image_gate = image_gate
+        self.gate_quantile = gate_quantile
+        self.gate_margin = gate_margin
+        self.gate_folds = gate_folds
+        self.gate_window = gate_window
+        self._recent = torch.empty(0)  # the last gate_window image scores (image_gate=stream)
+        self.patch_gate = patch_gate
+        self.patch_gate_quantile = patch_gate_quantile
+        self.patch_gate_margin = patch_gate_margin
+        self.patch_gate_k = patch_gate_k
+        self.reject_dilation = reject_dilation
+        self.register_buffer("gate", torch.tensor(float("inf")))
+        self.register_buffer("patch_limit", torch.tensor(float("inf")))
         self._shot_embeddings: list[torch.Tensor] = []
+        self._shot_grid: tuple[int, int] = (0, 0)
+        self._image_size: tuple[int, int] = (0, 0)
 
+    # ---------------------------------------------------------------- embeddings
     def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         features = self.embedder(images)  # (B, d, h, w)
         b, d, h, w = features.shape
         return features.permute(0, 2, 3, 1).reshape(-1, d), (b, h, w)
 
+    # ---------------------------------------------------------------- fit
     @torch.no_grad()
     def collect(self, images: torch.Tensor) -> None:
-        self._shot_embeddings.append(self._embed(images)[0])
+        x, (_, h, w) = self._embed(images)
+        self.collect_embeddings(x, (h, w), tuple(images.shape[-2:]))
 
+    def collect_embeddings(
+        self, x: torch.Tensor, grid: tuple[int, int], image_size: tuple[int, int]
+    ) -> None:
+        """Keep one batch of shot embeddings (rows image by image, h*w rows per image)."""
+        self._shot_embeddings.append(x)
+        self._shot_grid = tuple(grid)
+        self._image_size = tuple(image_size)
+
+    @torch.no_grad()
     def fit_shots(self) -> None:
         embeddings = torch.cat(self._shot_embeddings)
         self._shot_embeddings = []
+        self._recent = torch.empty(0)
+        if self.image_gate == "shots" or self.patch_gate == "shots":
+            image_scores, patch_scores = self._held_out_scores(embeddings)
+            if self.image_gate == "shots":
+                threshold = gate_threshold(image_scores, self.gate_quantile) * self.gate_margin
+                self.gate = torch.tensor(threshold, device=self.gate.device)
+            if self.patch_gate == "shots":
+                limit = gate_threshold(patch_scores, self.patch_gate_quantile)
+                self.patch_limit = torch.tensor(
+                    limit * self.patch_gate_margin, device=self.patch_limit.device
+                )
         self.model.fit(embeddings)
 
+    def _held_out_scores(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image score and patch scores of every shot by a model fitted on the other folds.
+
+        `gate_folds` fits (the shots split into that many folds, in order): each shot is
+        scored as a normal image the model has not seen, which is what the stream brings.
+        """
+        per_image = self._shot_grid[0] * self._shot_grid[1]
+        num_shots = embeddings.shape[0] // per_image
+        folds = min(self.gate_folds, num_shots)
+        if folds < 2:
+            raise ValueError(
+                f"the image gate needs held-out shots: gate_folds={self.gate_folds} and "
+                f"{num_shots} shots give {folds} fold(s); use at least 2 of each"
+            )
+        images = embeddings.view(num_shots, per_image, -1)
+        fold_of = torch.arange(num_shots) % folds
+        scores = torch.empty(num_shots, dtype=torch.float32)
+        patches = torch.empty(num_shots, per_image, dtype=torch.float32)
+        for f in range(folds):
+            held = fold_of == f
+            model = copy.deepcopy(self.model)
+            try:
+                model.fit(images[~held].reshape(-1, images.shape[-1]))
+            except ValueError as err:
+                raise ValueError(
+                    f"the image gate fits K-NG on {int((~held).sum())} of the {num_shots} "
+                    f"shots ({folds} folds): {err}"
+                ) from err
+            patch = model.score(images[held].reshape(-1, images.shape[-1]))
+            patch = patch.view(-1, *self._shot_grid)
+            maps = smooth_anomaly_map(patch, self._image_size, self.sigma)
+            scores[held] = maps.amax(dim=(1, 2)).float().cpu()
+            patches[held] = patch.reshape(patch.shape[0], -1).float().cpu()
+        return scores, patches.flatten()
+
+    # ---------------------------------------------------------------- stream
     @torch.no_grad()
     def score(self, images: torch.Tensor) -> Scored:
         x, (b, h, w) = self._embed(images)
+        return self.score_embeddings(x, (b, h, w), tuple(images.shape[-2:]))
+
+    @torch.no_grad()
+    def score_embeddings(
+        self, x: torch.Tensor, shape: tuple[int, int, int], image_size: tuple[int, int]
+    ) -> Scored:
+        """Maps and image scores of a batch of embeddings (rows image by image)."""
+        b, h, w = shape
         assignment = self.model.assign(x)
         patch_scores = self.model.score(x, assignment).view(b, h, w)
-        maps = smooth_anomaly_map(patch_scores, tuple(images.shape[-2:]), self.sigma)
-        return Scored(maps, maps.amax(dim=(1, 2)), cache=(x, assignment, (b, h, w)))
+        maps = smooth_anomaly_map(patch_scores, image_size, self.sigma)
+        return Scored(maps, maps.amax(dim=(1, 2)), cache=(x, assignment, patch_scores))
 
     @torch.no_grad()
     def update(
-        self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
+        self, images: torch.Tensor | None, scored: Scored, learn: torch.Tensor | None = None
     ) -> Updated:
-        x, assignment, shape = scored.cache
-        labels = None
+        x, assignment, patch_scores = scored.cache
+        b, h, w = patch_scores.shape
+        labels = allowed = None
+        keep = None
         if learn is not None:  # the oracle: every patch of a truly good image
-            labels = learn.to(x.device).repeat_interleave(shape[1] * shape[2])
-        accepted = self.model.update(x, assignment, labels)
-        return Updated(accepted=accepted.view(shape))
+            keep = learn.to(x.device)
+            labels = keep.repeat_interleave(h * w)
+        else:
+            allowed, keep = self._allowed_patches(scored.image_scores, patch_scores)
+            allowed = None if allowed is None else allowed.flatten()
+        accepted = self.model.update(x, assignment, labels, allowed)
+        return Updated(
+            accepted=accepted.view(b, h, w),
+            accepted_images=None if keep is None else keep.cpu(),
+        )
 
+    def _allowed_patches(
+        self, image_scores: torch.Tensor, patch_scores: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(B, h, w) bool: the patches the rules let through before the node radius rule
+        (None: all), and (B,) bool: the images the image gate let through (None: no gate). The image gate drops whole images; the patch gate drops patches scoring
+        above the shots' held-out patch-score limit and, with `reject_dilation`, the patches
+        within that many grid steps of a dropped one (defects are spatially coherent)."""
+        if self.image_gate is None and self.patch_gate is None:
+            return None, None
+        allowed = torch.ones_like(patch_scores, dtype=torch.bool)
+        if self.patch_gate is not None:
+            rejected = patch_scores > self._patch_limits(patch_scores)
+            if self.reject_dilation > 0:
+                r = self.reject_dilation
+                rejected = F.max_pool2d(rejected[:, None].float(), 2 * r + 1, 1, r)[:, 0] > 0
+            allowed &= ~rejected
+        keep = None
+        if self.image_gate is not None:
+            keep = self._gated_images(image_scores)
+            allowed &= keep[:, None, None]
+        return allowed, keep
+
+    def _patch_limits(self, patch_scores: torch.Tensor) -> torch.Tensor:
+        """Patch-score limit, broadcastable to (B, h, w). `shots`: the held-out shot
+        patches' quantile; `image`: each image's own median plus patch_gate_k robust
+        standard deviations (1.4826 MAD) of its patch scores, so that a local peak (a defect)
+        is cut out while an image that is novel all over is still learned from."""
+        if self.patch_gate == "shots":
+            return self.patch_limit.to(patch_scores)
+        if self.patch_gate == "batch":
+            return torch.quantile(patch_scores.flatten().float(), self.patch_gate_quantile)
+        flat = patch_scores.flatten(1)
+        median = torch.quantile(flat, 0.5, dim=1)
+        mad = torch.quantile((flat - median[:, None]).abs(), 0.5, dim=1)
+        return (median + self.patch_gate_k * 1.4826 * mad)[:, None, None]
+
+    def _gated_images(self, image_scores: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: images below the gate. `shots`: the fixed threshold from the shots;
+        `stream`: the gate_quantile of the last gate_window stream image scores, this
+        batch included (self-calibrating as the score scale moves)."""
+        if self.image_gate == "shots":
+            return accepted_images(image_scores, self.gate)
+        scores = image_scores.detach().float().cpu()
+        self._recent = torch.cat([self._recent, scores])[-self.gate_window :]
+        self.gate = torch.quantile(self._recent.double(), self.gate_quantile).to(self.gate)
+        return accepted_images(image_scores, self.gate * self.gate_margin)
+
+    # ---------------------------------------------------------------- state
     def stream_state(self) -> dict:
-        return {"model": self.model.state_dict(), "embedder": self.embedder.channel_index}
+        return {
+            "model": self.model.state_dict(),
+            "embedder": self.embedder.channel_index,
+            "gate": self.gate,
+            "patch_limit": self.patch_limit,
+            "recent_scores": self._recent,
+        }
 
     def load_stream_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        if "gate" in state:
+            self.gate = state["gate"].to(self.gate.device)
+            self.patch_limit = state["patch_limit"].to(self.patch_limit.device)
+            self._recent = state["recent_scores"].cpu()
         if not torch.equal(state["embedder"].cpu(), self.embedder.channel_index.cpu()):
             raise ValueError(
                 "the checkpoint was made with another channel subset (feature_dim or seed differ)"
@@ -95,4 +292,10 @@ class KNGModule(StreamingMethod):
         return m.means.numel() + m.scatter.numel() + m.counts.numel() + m.thresholds.numel()
 
     def state_summary(self) -> dict:
-        return {"num_nodes": self.model.current_nodes, "num_edges": int(self.model.edges.shape[0])}
+        out = {"num_nodes": self.model.current_nodes, "num_edges": int(self.model.edges.shape[0])}
+        if self.image_gate is not None:
+            out["gate_threshold"] = float(self.gate)
+        if self.patch_gate == "shots":
+            out["patch_gate_threshold"] = float(self.patch_limit)
+        out.update(self.model.growth_summary())
+        return out

@@ -55,7 +55,12 @@ class KNGModel(GrowingState):
         threshold_type: str = "median",
         threshold_scale: float = 1.0,
         covariance_prior: float = 0.0,
+        covariance_shrinkage: float = 0.0,
         eps: float = 0.01,
+        max_nodes: int | None = None,
+        grow_scale: float | None = None,
+        grow_min_count: int = 10,
+        remove_after: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -69,6 +74,20 @@ class KNGModel(GrowingState):
             raise ValueError(
                 f"threshold_type must be one of {THRESHOLD_TYPES}, got {threshold_type!r}"
             )
+        if (grow_scale is not None or remove_after is not None) and max_nodes is None:
+            raise ValueError(
+                "growing or removing nodes needs max_nodes, the bound on the graph's size"
+            )
+        if max_nodes is not None and max_nodes < num_nodes:
+            raise ValueError(f"max_nodes={max_nodes} is below num_nodes={num_nodes}")
+        if grow_scale is not None and grow_scale <= 0:
+            raise ValueError(f"grow_scale must be positive, got {grow_scale}")
+        if not 0.0 <= covariance_shrinkage <= 1.0:
+            raise ValueError(f"covariance_shrinkage must lie in [0, 1], got {covariance_shrinkage}")
+        if grow_min_count < 2:
+            raise ValueError(f"grow_min_count must be at least 2, got {grow_min_count}")
+        if remove_after is not None and remove_after < 1:
+            raise ValueError(f"remove_after must be at least 1 update, got {remove_after}")
         self.num_nodes = num_nodes
         self.epochs = epochs
         self.age_max = age_max
@@ -76,10 +95,20 @@ class KNGModel(GrowingState):
         self.threshold_type = threshold_type
         self.threshold_scale = threshold_scale
         self.covariance_prior = covariance_prior
+        self.covariance_shrinkage = covariance_shrinkage
         self.eps = eps
+        self.max_nodes = max_nodes
+        self.grow_scale = grow_scale
+        self.grow_min_count = grow_min_count
+        self.remove_after = remove_after
         self.seed = seed
         for name in ("counts", "means", "scatter", "thresholds", "prior", "centres", "whiten"):
             self.register_buffer(name, torch.empty(0))
+        # Growth bookkeeping: updates so far, and the update at which each node last won.
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("last_win", torch.empty(0, dtype=torch.long))
+        self.register_buffer("grown", torch.zeros((), dtype=torch.long))
+        self.register_buffer("removed", torch.zeros((), dtype=torch.long))
         edges, ages = empty_edges()
         self.register_buffer("edges", edges)
         self.register_buffer("edge_ages", ages)
@@ -129,6 +158,11 @@ class KNGModel(GrowingState):
         self.counts, self.means, self.scatter = counts[keep], means[keep], scatter[keep]
         x64 = x.to(torch.float64)
         self.prior = torch.cov(x64.T) if m > 1 else torch.zeros_like(scatter[0])
+        self.last_win = torch.zeros(self.current_nodes, dtype=torch.long, device=x.device)
+        self.updates.zero_()
+        self.grown.zero_()
+        self.removed.zero_()
+        self.whiten = torch.empty(0, device=x.device)
         self._refresh(torch.ones(self.current_nodes, dtype=torch.bool, device=x.device))
 
     def _refresh(self, changed: torch.Tensor) -> None:
@@ -140,13 +174,14 @@ class KNGModel(GrowingState):
             self.covariance_prior,
             self.eps,
             dtype=torch.float32,
+            shrinkage=self.covariance_shrinkage,
         )
         dtype = torch.float32
-        if self.whiten.shape[:1] != self.means.shape[:1]:
+        missing = self.current_nodes - (self.whiten.shape[0] if self.whiten.ndim == 3 else 0)
+        if missing > 0:  # new nodes (fit or growth) get rows; `changed` covers them
             d = self.means.shape[1]
-            self.whiten = torch.zeros(
-                self.current_nodes, d, d, dtype=dtype, device=self.means.device
-            )
+            pad = torch.zeros(missing, d, d, dtype=dtype, device=self.means.device)
+            self.whiten = pad if self.whiten.ndim != 3 else torch.cat([self.whiten, pad])
         self.whiten[changed] = whitening(cov)
         self.centres = self.means.to(dtype)
         self.thresholds = node_thresholds(
@@ -179,22 +214,35 @@ class KNGModel(GrowingState):
         x: torch.Tensor,
         assignment: NodeAssignment | None = None,
         labels: torch.Tensor | None = None,
+        allowed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Absorb the pseudo-normal embeddings of x; returns the accepted mask (N,).
 
-        `labels` (N,) bool, when given, replaces the pseudo-labels: exactly those embeddings
-        are absorbed (the oracle diagnostic).
+        `allowed` (N,) bool restricts the patch rule to those embeddings (an image-level gate
+        passes the patches of the images it lets through). `labels` (N,) bool, when given,
+        replaces the pseudo-labels: exactly those embeddings are absorbed (the oracle
+        diagnostic).
         """
         if assignment is None:
             assignment = self.assign(x)
-        accepted = self.accept(assignment) if labels is None else labels.to(assignment.s1.device)
+        if labels is not None:
+            accepted = labels.to(assignment.s1.device)
+        else:
+            accepted = self.accept(assignment)
+            if allowed is not None:
+                accepted = accepted & allowed.to(accepted.device)
         if not bool(accepted.any()):
+            self._after_update(torch.zeros_like(self.last_win, dtype=torch.bool))
             return accepted
-        s1, s2 = assignment.s1[accepted], assignment.s2[accepted]
+        merge = accepted
+        grow_rows = None
+        if self.grow_scale is not None and self.current_nodes < self.max_nodes:
+            merge, grow_rows = self._split_far(x, assignment, accepted)
+        s1, s2 = assignment.s1[merge], assignment.s2[merge]
         k = self.current_nodes
         edges, ages = walk_edges(s1, s2, k, self.edges, self.edge_ages, self.edge_aging)
         self.edges, self.edge_ages = prune_edges(edges, ages, self.age_max)
-        n_new, mean_new, scatter_new = group_stats(x[accepted], s1, k)
+        n_new, mean_new, scatter_new = group_stats(x[merge], s1, k)
         changed = n_new > 0
         n, mean, scatter = merge_stats(
             self.counts[changed],
@@ -205,5 +253,66 @@ class KNGModel(GrowingState):
             scatter_new[changed],
         )
         self.counts[changed], self.means[changed], self.scatter[changed] = n, mean, scatter
-        self._refresh(changed)
+        if grow_rows is not None and grow_rows.numel():
+            changed = self._add_nodes(x[grow_rows], changed)
+        self._after_update(changed)
         return accepted
+
+    # ---------------------------------------------------------------- growth (option)
+    def _split_far(
+        self, x: torch.Tensor, assignment: NodeAssignment, accepted: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Accepted embeddings farther than grow_scale node radii from their nearest node
+        seed new nodes (when there are at least grow_min_count of them); the rest merge."""
+        radius = node_thresholds(self.centres, self.edges, "median", 1.0)
+        far = accepted & (assignment.distance > self.grow_scale * radius[assignment.s1])
+        if int(far.sum()) < self.grow_min_count:
+            return accepted, None
+        return accepted & ~far, far.nonzero().squeeze(1)
+
+    def _add_nodes(self, x: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+        """k-means of the far embeddings into at most the free node slots; clusters of at
+        least two become nodes with their exact statistics (the others are dropped)."""
+        free = self.max_nodes - self.current_nodes
+        k = min(free, x.shape[0] // self.grow_min_count)
+        gen = torch.Generator().manual_seed(self.seed + 7919 * int(self.updates) + 1)
+        centres = x[torch.randperm(x.shape[0], generator=gen)[:k].to(x.device)].clone()
+        for _ in range(5):
+            idx, _ = knn(x, centres, k=1)
+            counts = torch.bincount(idx[:, 0], minlength=k)
+            sums = torch.zeros_like(centres).index_add_(0, idx[:, 0], x)
+            filled = counts > 0
+            centres[filled] = sums[filled] / counts[filled, None]
+        idx, _ = knn(x, centres, k=1)
+        counts, means, scatter = group_stats(x, idx[:, 0], k)
+        keep = counts >= 2
+        added = int(keep.sum())
+        self.counts = torch.cat([self.counts, counts[keep]])
+        self.means = torch.cat([self.means, means[keep]])
+        self.scatter = torch.cat([self.scatter, scatter[keep]])
+        self.last_win = torch.cat([self.last_win, self.last_win.new_full((added,), 0)])
+        self.grown += added
+        new = torch.ones(added, dtype=torch.bool, device=changed.device)
+        return torch.cat([changed, new])
+
+    def _after_update(self, changed: torch.Tensor) -> None:
+        """Count the update, note the winners, remove long-idle nodes, refresh the caches."""
+        self.updates += 1
+        self.last_win[changed] = self.updates
+        if self.remove_after is not None:
+            idle = (self.updates - self.last_win) >= self.remove_after
+            if bool(idle.any()) and int((~idle).sum()) >= 2:
+                keep = ~idle
+                self.edges, self.edge_ages = keep_nodes(self.edges, self.edge_ages, keep)
+                for name in ("counts", "means", "scatter", "whiten", "last_win"):
+                    setattr(self, name, getattr(self, name)[keep])
+                self.removed += int(idle.sum())
+                changed = changed[keep]
+        if bool(changed.any()) or self.centres.shape[0] != self.current_nodes:
+            self._refresh(changed)
+
+    def growth_summary(self) -> dict:
+        """Nodes added and removed over the stream (only when the graph may change size)."""
+        if self.max_nodes is None:
+            return {}
+        return {"nodes_grown": int(self.grown), "nodes_removed": int(self.removed)}
