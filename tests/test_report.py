@@ -55,9 +55,9 @@ def test_every_sweep_composes_and_each_of_its_values_instantiates(name, backbone
                 continue
             method = instantiate_method(one, backbone)
             if key.startswith("method."):  # the swept value reaches the model or the module
-                name = key.split(".")[1]
-                owner = method.model if hasattr(method.model, name) else method
-                assert getattr(owner, name) == OmegaConf.select(one, key)
+                attr = key.split(".")[1]
+                owner = method.model if hasattr(method.model, attr) else method
+                assert getattr(owner, attr) == OmegaConf.select(one, key)
             dataset = OmegaConf.to_container(one.dataset, resolve=True)
             dataset.pop("name")
             instantiate(dataset)

@@ -1,0 +1,111 @@
+"""`method=kng` runs the measured defaults; `method=kng_paper` / `experiment=paper_kng` the
+paper's exact rules; the issue-5 sweeps run at test size and their reports say what paid."""
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from foads.report import report
+from foads.run import CONF_DIR
+
+PAPER = {
+    "covariance_prior": 0.0,
+    "covariance_shrinkage": 0.0,
+    "threshold_type": "median",
+    "threshold_scale": 1.0,
+    "image_gate": None,
+    "patch_gate": None,
+    "reject_dilation": 0,
+    "max_nodes": None,
+    "grow_scale": None,
+    "remove_after": None,
+}
+
+
+def composed(*overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.mark.parametrize("overrides", [["method=kng_paper"], ["experiment=paper_kng"]])
+def test_paper_rules_are_the_papers(overrides):
+    method = composed(*overrides).method
+    assert {k: method[k] for k in PAPER} == PAPER
+    default = composed().method
+    # Everything but the rules is shared with the default K-NG.
+    shared = set(default) - set(PAPER)
+    assert {k: default[k] for k in shared} == {k: method[k] for k in shared}
+
+
+def test_the_default_differs_from_the_paper_by_the_covariance_shrinkage_only():
+    default = composed().method
+    changed = {k for k in PAPER if default[k] != PAPER[k]}
+    assert changed == {"covariance_shrinkage"} and default.covariance_shrinkage == 0.5
+
+
+def summaries(sweep_dir):
+    out = []
+    for path in sorted(sweep_dir.glob("*/summary.json")):
+        cfg = OmegaConf.load(path.parent / "config_resolved.yaml")
+        out.append((cfg, json.loads(path.read_text())))
+    return out
+
+
+def test_payoff_sweep_reports_each_rule_set_and_its_share_of_the_oracle_gain(
+    tmp_path, multirun, synthetic_root
+):
+    multirun(tmp_path / "sweep", synthetic_root, "sweep=payoff_smoke")
+    jobs = summaries(tmp_path / "sweep")
+    assert len(jobs) == 6
+    for cfg, summary in jobs:
+        assert summary["uses_labels"] == (cfg.mode == "oracle")
+        expected = 0.5 if cfg.method.covariance_shrinkage else 0.0
+        assert cfg.method.covariance_shrinkage == expected
+        if cfg.mode == "offline":
+            assert summary["model_state_bytes"] == summary["model_state_bytes_start"]
+    made = report(tmp_path / "sweep", tmp_path / "report", figures=False)
+    rows = made["payoff"]
+    assert rows[0][:4] == ["Setting", "Image", "stream Image", "last-half Image"]
+    assert len(rows) == 7
+    by_label = {r[0]: r for r in rows[1:]}
+    for cfg, summary in jobs:
+        label = f"{'kng_paper' if cfg.method.covariance_shrinkage == 0 else 'kng'} {cfg.mode}"
+        row = by_label[label]
+        assert row[1] == f"{100 * summary['image_auroc']:.1f}"
+        assert row[3] == f"{100 * summary['last_half_image_auroc']:.1f}"
+    text = (tmp_path / "report" / "payoff.md").read_text()
+    assert "absorbed anomalous" in text
+
+
+def test_contamination_sweep_streams_have_the_asked_defect_share(
+    tmp_path, multirun, synthetic_root
+):
+    multirun(tmp_path / "sweep", synthetic_root, "sweep=contamination_smoke")
+    jobs = summaries(tmp_path / "sweep")
+    assert len(jobs) == 4
+    for cfg, summary in jobs:
+        share = summary["num_anomalous"] / summary["num_images"]
+        assert share == pytest.approx(cfg.protocol.anomaly_rate, abs=0.06)
+    # The smoke stream has 8 good and 8 defective images: the scarcer class stays whole.
+    for cfg, s in jobs:
+        good = s["num_images"] - s["num_anomalous"]
+        assert (good, s["num_anomalous"]) == (
+            (8, 3) if cfg.protocol.anomaly_rate == 0.3 else (3, 8)
+        )
+
+
+def test_growth_sweep_grows_within_the_bound(tmp_path, multirun, synthetic_root):
+    multirun(tmp_path / "sweep", synthetic_root, "sweep=growth_smoke")
+    jobs = summaries(tmp_path / "sweep")
+    assert len(jobs) == 2
+    by_scale = {cfg.method.grow_scale: s for cfg, s in jobs}
+    fixed, grown = by_scale[None], by_scale[0.5]
+    assert fixed["nodes_grown"] == 0 and fixed["num_nodes"] <= 100
+    assert grown["nodes_grown"] > 0
+    assert fixed["num_nodes"] < grown["num_nodes"] <= 150
