@@ -102,7 +102,9 @@ def _by_method_mode(settings: list[Setting]) -> dict[tuple[str, str], Setting]:
         jobs = s.finished
         if not jobs:
             continue
-        key = (jobs[0].summary.get("method"), jobs[0].summary.get("mode"))
+        # A swept method config (kng, kng_paper) names the setting; else the summary's method.
+        method = s.values.get("method") or jobs[0].summary.get("method")
+        key = (method, s.values.get("mode") or jobs[0].summary.get("mode"))
         out.setdefault(key, s)
     return out
 
@@ -209,9 +211,13 @@ def oracle_share(settings: list[Setting]) -> list[str]:
             if None in (on, off, orc):
                 continue
             gain = orc - off
-            share = f"{(on - off) / gain:.0%}" if gain > 0 else "n/a (oracle gains nothing)"
+            share = (
+                f"{(on - off) / gain:.0%} of the oracle's gain"
+                if gain > 0
+                else "the oracle gains nothing here"
+            )
             lines.append(
                 f"{s.label}: {name} online - offline {100 * (on - off):+.1f}, oracle - offline "
-                f"{100 * gain:+.1f}: {share} of the oracle's gain"
+                f"{100 * gain:+.1f}: {share}"
             )
     return lines
