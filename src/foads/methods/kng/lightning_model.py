@@ -223,9 +223,11 @@ class KNGModule(StreamingMethod):
         self, image_scores: torch.Tensor, patch_scores: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(B, h, w) bool: the patches the rules let through before the node radius rule
-        (None: all), and (B,) bool: the images the image gate let through (None: no gate). The image gate drops whole images; the patch gate drops patches scoring
-        above the shots' held-out patch-score limit and, with `reject_dilation`, the patches
-        within that many grid steps of a dropped one (defects are spatially coherent)."""
+        (None: all), and (B,) bool: the images the image gate let through (None: no gate).
+
+        The image gate drops whole images; the patch gate drops patches scoring above their
+        limit (`_patch_limits`) and, with `reject_dilation`, the patches within that many
+        grid steps of a dropped one (defects are spatially coherent)."""
         if self.image_gate is None and self.patch_gate is None:
             return None, None
         allowed = torch.ones_like(patch_scores, dtype=torch.bool)
