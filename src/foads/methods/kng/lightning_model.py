@@ -158,7 +158,7 @@ class KNGModule(StreamingMethod):
         folds = min(self.gate_folds, num_shots)
         if folds < 2:
             raise ValueError(
-                f"the image gate needs held-out shots: gate_folds={self.gate_folds} and "
+                f"a gate from the shots needs held-out shots: gate_folds={self.gate_folds} and "
                 f"{num_shots} shots give {folds} fold(s); use at least 2 of each"
             )
         images = embeddings.view(num_shots, per_image, -1)
@@ -265,8 +265,9 @@ class KNGModule(StreamingMethod):
             return accepted_images(image_scores, self.gate)
         scores = image_scores.detach().float().cpu()
         self._recent = torch.cat([self._recent, scores])[-self.gate_window :]
-        self.gate = torch.quantile(self._recent.double(), self.gate_quantile).to(self.gate)
-        return accepted_images(image_scores, self.gate * self.gate_margin)
+        quantile = torch.quantile(self._recent.double(), self.gate_quantile)
+        self.gate = (quantile * self.gate_margin).to(self.gate)  # as for `shots`: margin in
+        return accepted_images(image_scores, self.gate)
 
     # ---------------------------------------------------------------- state
     def stream_state(self) -> dict:

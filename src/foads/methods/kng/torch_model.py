@@ -162,7 +162,7 @@ class KNGModel(GrowingState):
         self.updates.zero_()
         self.grown.zero_()
         self.removed.zero_()
-        self.whiten = torch.empty(0, device=x.device)
+        self.whiten = torch.empty(0, x.shape[1], x.shape[1], device=x.device)
         self._refresh(torch.ones(self.current_nodes, dtype=torch.bool, device=x.device))
 
     def _refresh(self, changed: torch.Tensor) -> None:
@@ -177,11 +177,11 @@ class KNGModel(GrowingState):
             shrinkage=self.covariance_shrinkage,
         )
         dtype = torch.float32
-        missing = self.current_nodes - (self.whiten.shape[0] if self.whiten.ndim == 3 else 0)
+        missing = self.current_nodes - self.whiten.shape[0]
         if missing > 0:  # new nodes (fit or growth) get rows; `changed` covers them
             d = self.means.shape[1]
             pad = torch.zeros(missing, d, d, dtype=dtype, device=self.means.device)
-            self.whiten = pad if self.whiten.ndim != 3 else torch.cat([self.whiten, pad])
+            self.whiten = torch.cat([self.whiten.to(dtype), pad])
         self.whiten[changed] = whitening(cov)
         self.centres = self.means.to(dtype)
         self.thresholds = node_thresholds(
