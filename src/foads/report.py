@@ -65,7 +65,8 @@ def report(root: Path, out_dir: Path | None = None, figures: bool = True) -> dic
     text = [_write(comparison_rows(settings), out_dir, "comparison", f"Runs under {root}")]
     gains = online_gain(settings)
     text += gains
-    if any(s.values.get("mode") for s in settings):
+    # The payoff table when learning is what differs: the mode, or the oracle's images.
+    if any(s.values.get("mode") or s.values.get("protocol.oracle_images") for s in settings):
         made["payoff"] = payoff_rows(settings)
         text.append("\n" + _write(made["payoff"], out_dir, "payoff", "What the stream paid"))
         text += oracle_share(settings)

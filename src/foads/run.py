@@ -79,6 +79,7 @@ def run(cfg: DictConfig) -> dict:
         **mean,
         "method": _method_name(cfg),
         "mode": cfg.mode,
+        "oracle_images": cfg.protocol.get("oracle_images", "all") if cfg.mode == "oracle" else None,
         "dataset": dataset_name.lower(),
         "backbone": cfg.backbone.name if backbone is not None else "none",
         "categories": per_category,
@@ -136,6 +137,8 @@ def run_category(
         session_size=protocol.session_size,
         sessions_csv=out_dir / "sessions.csv",
         has_masks=data.has_masks,
+        oracle_images=protocol.get("oracle_images", "all"),
+        oracle_window=protocol.get("oracle_window", 100),
     )
     loggers = [
         instantiate(conf, save_dir=str(out_dir), **_logger_names(name, cfg, category))

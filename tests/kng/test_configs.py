@@ -109,3 +109,23 @@ def test_growth_sweep_grows_within_the_bound(tmp_path, multirun, synthetic_root)
     assert fixed["nodes_grown"] == 0 and fixed["num_nodes"] <= 100
     assert grown["nodes_grown"] > 0
     assert fixed["num_nodes"] < grown["num_nodes"] <= 150
+
+
+def test_oracle_split_sweep_learns_all_or_part_of_the_good_images(
+    tmp_path, multirun, synthetic_root
+):
+    multirun(tmp_path / "sweep", synthetic_root, "sweep=oracle_split_smoke")
+    jobs = summaries(tmp_path / "sweep")
+    assert len(jobs) == 3
+    accepted = {}
+    for cfg, summary in jobs:
+        assert cfg.mode == "oracle" and summary["uses_labels"] is True
+        assert summary["oracle_images"] == cfg.protocol.oracle_images
+        accepted[summary["oracle_images"]] = summary["accepted_fraction"]
+    # The oracle absorbs every patch of the images it learns: all = the good share (8 of 16).
+    good_share = 1 - jobs[0][1]["num_anomalous"] / jobs[0][1]["num_images"]
+    assert accepted["all"] == pytest.approx(good_share)
+    assert 0 < accepted["easy"] < good_share and 0 < accepted["hard"] < good_share
+    made = report(tmp_path / "sweep", tmp_path / "report", figures=False)
+    print(made["text"])
+    assert len(made["payoff"]) == 4

@@ -66,7 +66,7 @@ def write_images(tmp_path, brightness):
     return samples
 
 
-def run_protocol(tmp_path, stream, mode, session_size=4, batch_size=3):
+def run_protocol(tmp_path, stream, mode, session_size=4, batch_size=3, **options):
     transform = ImageTransform(resize=16, crop=16)
     method = RecordingMethod()
     evaluator = StreamingEvaluator(
@@ -76,6 +76,7 @@ def run_protocol(tmp_path, stream, mode, session_size=4, batch_size=3):
         session_size=session_size,
         sessions_csv=tmp_path / "sessions.csv",
         has_masks=False,
+        **options,
     )
     trainer = L.Trainer(
         accelerator="cpu",
@@ -130,6 +131,43 @@ def test_oracle_mode_lets_a_method_learn_from_good_images_only(tmp_path, stream)
     learned = torch.cat(method.learn).tolist()
     assert learned == [s.label == 0 for s in stream]
     assert evaluator.summary["uses_labels"] is True
+
+
+@pytest.mark.parametrize("window", [100, 4])
+def test_oracle_split_learns_the_good_images_below_or_above_the_running_median(tmp_path, window):
+    # brightness unrelated to the label, so that good images fall on both sides of the median
+    rng = np.random.default_rng(1)
+    stream = write_images(
+        tmp_path, [(int(rng.integers(0, 256)), int(i % 3 == 0)) for i in range(14)]
+    )
+    runs = {
+        part: run_protocol(
+            tmp_path, stream, "oracle", batch_size=3, oracle_images=part, oracle_window=window
+        )
+        for part in ("easy", "hard")
+    }
+    scores = runs["easy"][1].image_scores
+    assert runs["hard"][1].image_scores == scores  # the learner does not change the scores
+    expected_easy = []
+    for start in range(0, len(stream), 3):
+        end = min(start + 3, len(stream))
+        median = float(np.median(scores[max(0, end - window) : end]))
+        expected_easy += [stream[i].label == 0 and scores[i] <= median for i in range(start, end)]
+    easy = torch.cat(runs["easy"][0].learn).tolist()
+    hard = torch.cat(runs["hard"][0].learn).tolist()
+    assert easy == expected_easy
+    assert 0 < sum(easy) < sum(s.label == 0 for s in stream)
+    # together the two parts are exactly the full oracle's images, each once
+    assert [e + h for e, h in zip(easy, hard)] == [int(s.label == 0) for s in stream]
+    assert runs["hard"][1].summary["oracle_images"] == "hard"
+    assert runs["hard"][1].summary["uses_labels"] is True
+
+
+def test_oracle_split_rejects_unknown_values(stream):
+    with pytest.raises(ValueError, match="oracle_images.*'medium'"):
+        StreamingEvaluator(stream, None, mode="oracle", oracle_images="medium")
+    with pytest.raises(ValueError, match="oracle_window.*0"):
+        StreamingEvaluator(stream, None, mode="oracle", oracle_window=0)
 
 
 def test_sessions_hold_the_metrics_of_their_images(tmp_path, stream):

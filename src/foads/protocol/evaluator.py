@@ -25,6 +25,11 @@ from foads.protocol.method import Scored, StreamingMethod
 # oracle: online, but learning only from images whose ground truth is good. It uses labels,
 # so it is a diagnostic (how far pseudo-labelling is from the best it could do), never a default.
 MODES = ("online", "offline", "oracle")
+# Which good images the oracle learns from: all of them, or only those the method itself
+# scores at or below (easy) / above (hard) the median of the last oracle_window stream image
+# scores, this batch included. The split shows where the oracle's gain comes from: a
+# pseudo-labeller that ranks images by the method's own score can at best reach `easy`.
+ORACLE_IMAGES = ("all", "easy", "hard")
 SESSION_FIELDS = (
     "session",
     "first_position",
@@ -56,9 +61,17 @@ class StreamingEvaluator(L.Callback):
         sessions_csv: str | Path | None = None,
         has_masks: bool = True,
         keep_last: int = 10,
+        oracle_images: str = "all",
+        oracle_window: int = 100,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if oracle_images not in ORACLE_IMAGES:
+            raise ValueError(
+                f"protocol.oracle_images must be one of {ORACLE_IMAGES}, got {oracle_images!r}"
+            )
+        if oracle_window < 1:
+            raise ValueError(f"protocol.oracle_window must be at least 1, got {oracle_window}")
         if session_size < 1:
             raise ValueError(f"protocol.session_size must be at least 1, got {session_size}")
         self.stream = list(stream)
@@ -68,6 +81,8 @@ class StreamingEvaluator(L.Callback):
         self.sessions_csv = Path(sessions_csv) if sessions_csv else None
         self.has_masks = has_masks
         self.keep_last = keep_last
+        self.oracle_images = oracle_images
+        self.oracle_window = oracle_window
         self.reset()
 
     def reset(self) -> None:
@@ -119,8 +134,9 @@ class StreamingEvaluator(L.Callback):
         if self.mode == "online":
             updated = pl_module.update(batch["image"], outputs)
         elif self.mode == "oracle":
-            good = torch.tensor([self.stream[p].label == 0 for p in positions])
-            updated = pl_module.update(batch["image"], outputs, learn=good)
+            updated = pl_module.update(
+                batch["image"], outputs, learn=self._oracle_labels(positions, image_scores)
+            )
         _synchronize(pl_module.device)
         elapsed = time.perf_counter() - self._t0
         self.compute_seconds += elapsed
@@ -139,6 +155,15 @@ class StreamingEvaluator(L.Callback):
             self.image_seconds.append(elapsed / len(positions))
             if len(self.positions) - self._session_start == self.session_size:
                 self._close_session(trainer)
+
+    def _oracle_labels(self, positions: list[int], image_scores: np.ndarray) -> torch.Tensor:
+        """(B,) bool: the images the oracle learns from (good, and in its `oracle_images`)."""
+        learn = torch.tensor([self.stream[p].label == 0 for p in positions])
+        if self.oracle_images == "all":
+            return learn
+        window = np.concatenate([self.image_scores, image_scores])[-self.oracle_window :]
+        easy = torch.from_numpy(image_scores <= np.median(window))
+        return learn & (easy if self.oracle_images == "easy" else ~easy)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: StreamingMethod) -> None:
         if len(self.positions) > self._session_start:
@@ -207,6 +232,7 @@ class StreamingEvaluator(L.Callback):
             "skipped": [{"position": p, "error": e} for p, e in self.skipped],
             "seconds_per_image": self.compute_seconds / n if n else math.nan,
             "uses_labels": self.mode == "oracle",
+            "oracle_images": self.oracle_images if self.mode == "oracle" else None,
         }
         if self.has_masks and n:
             maps = np.stack(self.maps)
