@@ -161,7 +161,8 @@ class StreamingEvaluator(L.Callback):
         learn = torch.tensor([self.stream[p].label == 0 for p in positions])
         if self.oracle_images == "all":
             return learn
-        window = np.concatenate([self.image_scores, image_scores])[-self.oracle_window :]
+        window = np.concatenate([self.image_scores[-self.oracle_window :], image_scores])
+        window = window[-self.oracle_window :]
         easy = torch.from_numpy(image_scores <= np.median(window))
         return learn & (easy if self.oracle_images == "easy" else ~easy)
 
