@@ -49,7 +49,10 @@ def test_the_default_differs_from_the_paper_by_the_covariance_shrinkage_only():
     assert changed == {"covariance_shrinkage"} and default.covariance_shrinkage == 0.5
 
 
-def summaries(sweep_dir):
+def run_sweep(multirun, tmp_path, synthetic_root, sweep):
+    """Run `sweep=<sweep>` on the synthetic data; (config, summary.json) of each job."""
+    sweep_dir = tmp_path / "sweep"
+    multirun(sweep_dir, synthetic_root, f"sweep={sweep}")
     out = []
     for path in sorted(sweep_dir.glob("*/summary.json")):
         cfg = OmegaConf.load(path.parent / "config_resolved.yaml")
@@ -60,8 +63,7 @@ def summaries(sweep_dir):
 def test_payoff_sweep_reports_each_rule_set_and_its_share_of_the_oracle_gain(
     tmp_path, multirun, synthetic_root
 ):
-    multirun(tmp_path / "sweep", synthetic_root, "sweep=payoff_smoke")
-    jobs = summaries(tmp_path / "sweep")
+    jobs = run_sweep(multirun, tmp_path, synthetic_root, "payoff_smoke")
     assert len(jobs) == 6
     for cfg, summary in jobs:
         assert summary["uses_labels"] == (cfg.mode == "oracle")
@@ -86,8 +88,7 @@ def test_payoff_sweep_reports_each_rule_set_and_its_share_of_the_oracle_gain(
 def test_contamination_sweep_streams_have_the_asked_defect_share(
     tmp_path, multirun, synthetic_root
 ):
-    multirun(tmp_path / "sweep", synthetic_root, "sweep=contamination_smoke")
-    jobs = summaries(tmp_path / "sweep")
+    jobs = run_sweep(multirun, tmp_path, synthetic_root, "contamination_smoke")
     assert len(jobs) == 4
     for cfg, summary in jobs:
         share = summary["num_anomalous"] / summary["num_images"]
@@ -101,8 +102,7 @@ def test_contamination_sweep_streams_have_the_asked_defect_share(
 
 
 def test_growth_sweep_grows_within_the_bound(tmp_path, multirun, synthetic_root):
-    multirun(tmp_path / "sweep", synthetic_root, "sweep=growth_smoke")
-    jobs = summaries(tmp_path / "sweep")
+    jobs = run_sweep(multirun, tmp_path, synthetic_root, "growth_smoke")
     assert len(jobs) == 2
     by_scale = {cfg.method.grow_scale: s for cfg, s in jobs}
     fixed, grown = by_scale[None], by_scale[0.5]
@@ -114,8 +114,7 @@ def test_growth_sweep_grows_within_the_bound(tmp_path, multirun, synthetic_root)
 def test_oracle_split_sweep_learns_all_or_part_of_the_good_images(
     tmp_path, multirun, synthetic_root
 ):
-    multirun(tmp_path / "sweep", synthetic_root, "sweep=oracle_split_smoke")
-    jobs = summaries(tmp_path / "sweep")
+    jobs = run_sweep(multirun, tmp_path, synthetic_root, "oracle_split_smoke")
     assert len(jobs) == 3
     accepted = {}
     for cfg, summary in jobs:
@@ -127,5 +126,4 @@ def test_oracle_split_sweep_learns_all_or_part_of_the_good_images(
     assert accepted["all"] == pytest.approx(good_share)
     assert 0 < accepted["easy"] < good_share and 0 < accepted["hard"] < good_share
     made = report(tmp_path / "sweep", tmp_path / "report", figures=False)
-    print(made["text"])
     assert len(made["payoff"]) == 4
