@@ -19,7 +19,7 @@ import time
 import torch
 
 from foads.components.anomaly_map import smooth_anomaly_map
-from foads.data.images import load_image
+from foads.data.images import load_sample_image
 from foads.data.synthetic import Synthetic
 from foads.data.transforms import ImageTransform
 from foads.features.backbones import build_backbone
@@ -64,7 +64,7 @@ def load_batches(root, batch_size: int, num_stream: int, device) -> tuple[torch.
     )
     cat = data.load("grass")
     transform = ImageTransform(256, 224)
-    images = torch.stack([transform(load_image(s.path)) for s in cat.train + cat.test])
+    images = torch.stack([transform(load_sample_image(s)) for s in cat.train + cat.test])
     shots, stream = images[:10], images[10:]
     return shots.to(device), [
         stream[i : i + batch_size].to(device) for i in range(0, len(stream), batch_size)

@@ -20,7 +20,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from foads.data.images import image_size, load_image, load_mask
+from foads.data.images import load_sample_image, load_sample_mask
 from foads.data.sample import Sample
 from foads.data.transforms import ImageTransform, denormalise
 from foads.outputs.checkpoint import load_checkpoint, save_checkpoint
@@ -128,7 +128,7 @@ def run_category(
     def ground_truth(sample: Sample) -> torch.Tensor:
         if sample.mask_path is None:
             return torch.zeros(protocol.crop, protocol.crop, dtype=torch.bool)
-        return transform.mask(load_mask(sample.mask_path, image_size(sample.path)))
+        return transform.mask(load_sample_mask(sample))
 
     evaluator = StreamingEvaluator(
         split.stream,
@@ -227,7 +227,7 @@ def _overlays(evaluator, stream, transform, out_dir: Path) -> None:
     maps as arrays, so that a report can set methods side by side without re-running them."""
     last = evaluator.last_session()
     images = [
-        denormalise(transform(load_image(stream[p].path))).permute(1, 2, 0).numpy()
+        denormalise(transform(load_sample_image(stream[p]))).permute(1, 2, 0).numpy()
         for p in last["positions"]
     ]
     captions = [f"#{p} {stream[p].defect_type}" for p in last["positions"]]

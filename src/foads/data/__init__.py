@@ -4,7 +4,15 @@ from foads.data.base import ALL, DatasetReader, validate_category
 from foads.data.btad import BTAD, BTAD_CATEGORIES
 from foads.data.errors import DatasetError, ImageReadError
 from foads.data.folder import ImageFolder
-from foads.data.images import IMAGE_EXTENSIONS, image_size, list_images, load_image, load_mask
+from foads.data.images import (
+    IMAGE_EXTENSIONS,
+    image_size,
+    list_images,
+    load_image,
+    load_mask,
+    load_sample_image,
+    load_sample_mask,
+)
 from foads.data.mtd import MTD_CATEGORY, MagneticTile
 from foads.data.mvtec import MVTEC_CATEGORIES, MVTecAD
 from foads.data.sample import CategoryData, Sample
@@ -45,5 +53,7 @@ __all__ = [
     "list_images",
     "load_image",
     "load_mask",
+    "load_sample_image",
+    "load_sample_mask",
     "validate_category",
 ]

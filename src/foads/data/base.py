@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from foads.data.errors import DatasetError
-from foads.data.images import image_size
+from foads.data.images import check_region, image_size
 from foads.data.sample import CategoryData
 
 ALL = "all"
@@ -105,8 +105,9 @@ def validate_category(data: CategoryData) -> None:
     """Check a category before any model sees it, naming the file or folder at fault.
 
     Fails on an empty training pool (naming ``extra["train_dir"]`` when the reader set it),
-    an empty test set, an anomalous sample whose mask file is missing, and a mask whose size
-    differs from its image's (read from the headers only, so this stays cheap).
+    an empty test set, an anomalous sample whose mask file (or one of its mask files) is
+    missing, a mask whose size differs from its image's, and a tile whose ``region`` is not
+    inside its image (sizes read from the headers only, so this stays cheap).
     """
     if not data.train:
         where = data.extra.get("train_dir", data.root)
@@ -119,15 +120,27 @@ def validate_category(data: CategoryData) -> None:
             f"category {data.name!r} has no test images in {where}; expected good and/or "
             "defective images there"
         )
+    sizes: dict[Path, tuple[int, int]] = {}
+
+    def size_of(path: Path) -> tuple[int, int]:
+        # Tiles share their file: read each header once.
+        if path not in sizes:
+            sizes[path] = image_size(path)
+        return sizes[path]
+
+    for sample in [*data.train, *data.test]:
+        if sample.region is not None:
+            check_region(sample.region, size_of(sample.path), sample.path)
     for sample in data.test:
         if sample.label != 1 or sample.mask_path is None:
             continue
-        if not sample.mask_path.is_file():
-            raise DatasetError(f"mask for {sample.path} not found: expected {sample.mask_path}")
-        img_size = image_size(sample.path)
-        mask_size = image_size(sample.mask_path)
-        if img_size != mask_size:
-            raise DatasetError(
-                f"mask {sample.mask_path} is {mask_size[0]}x{mask_size[1]} (WxH) but image "
-                f"{sample.path} is {img_size[0]}x{img_size[1]}; expected equal sizes"
-            )
+        for mask_path in sample.mask_paths():
+            if not mask_path.is_file():
+                raise DatasetError(f"mask for {sample.path} not found: expected {mask_path}")
+            img_size = size_of(sample.path)
+            mask_size = size_of(mask_path)
+            if img_size != mask_size:
+                raise DatasetError(
+                    f"mask {mask_path} is {mask_size[0]}x{mask_size[1]} (WxH) but image "
+                    f"{sample.path} is {img_size[0]}x{img_size[1]}; expected equal sizes"
+                )

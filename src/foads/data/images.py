@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from foads.data.errors import DatasetError, ImageReadError
+
+if TYPE_CHECKING:
+    from foads.data.sample import Sample
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -82,6 +86,54 @@ def load_mask(
             f"{size[0]}x{size[1]}; expected a mask of the same size as the image"
         )
     return np.asarray(img) > MASK_THRESHOLD
+
+
+def check_region(
+    region: tuple[int, int, int, int], size: tuple[int, int], path: str | Path
+) -> None:
+    """Raise a ``DatasetError`` unless ``region`` (left, top, right, bottom) is a non-empty
+    box inside an image of ``size`` (W, H); a crop outside the image would be padded silently."""
+    left, top, right, bottom = region
+    width, height = size
+    if not (0 <= left < right <= width and 0 <= top < bottom <= height):
+        raise DatasetError(
+            f"region {tuple(region)} (left, top, right, bottom) of {path} is not inside its "
+            f"{width}x{height} (WxH) image; expected 0 <= left < right <= {width} and "
+            f"0 <= top < bottom <= {height}"
+        )
+
+
+def load_sample_image(sample: Sample) -> Image.Image:
+    """A sample's image as 8-bit RGB, cropped to its ``region`` when it has one."""
+    img = load_image(sample.path)
+    if sample.region is None:
+        return img
+    check_region(sample.region, img.size, sample.path)
+    return img.crop(tuple(sample.region))
+
+
+def load_sample_mask(sample: Sample) -> np.ndarray:
+    """A sample's ground truth as a boolean (H, W) array of its (cropped) image's size.
+
+    Every mask file is checked against the size of the whole image file, then the files are
+    united (a defect may be drawn in several) and cropped to ``region``. A sample without a
+    mask gives an all-False array.
+    """
+    region = sample.region
+    paths = sample.mask_paths()
+    if not paths and region is not None:
+        left, top, right, bottom = region
+        return np.zeros((bottom - top, right - left), dtype=bool)
+    size = image_size(sample.path)
+    if region is not None:
+        check_region(region, size, sample.path)
+    mask = np.zeros((size[1], size[0]), dtype=bool)
+    for path in paths:
+        mask |= load_mask(path, size, image_path=sample.path)
+    if region is None:
+        return mask
+    left, top, right, bottom = region
+    return mask[top:bottom, left:right].copy()
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

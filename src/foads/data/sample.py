@@ -8,12 +8,28 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Sample:
-    """One image of a category: where it is, whether it is defective, where its mask is."""
+    """One image of a category: where it is, whether it is defective, where its mask is.
+
+    ``mask_path`` is one file, or a tuple of files whose union is the mask (a defect drawn
+    in several mask files). ``region`` makes the sample a tile of its file: (left, top,
+    right, bottom) in pixels of the file, right and bottom exclusive; the image and the
+    mask are cropped to it when read (``load_sample_image``, ``load_sample_mask``).
+    """
 
     path: Path
     label: int  # 0 = good, 1 = anomalous
-    mask_path: Path | None = None  # None: the image is good, or its dataset has no masks
+    # None: the image is good, or its dataset has no masks; a tuple: the union of its files.
+    mask_path: Path | tuple[Path, ...] | None = None
     defect_type: str = "good"
+    region: tuple[int, int, int, int] | None = None  # None: the whole file
+
+    def mask_paths(self) -> tuple[Path, ...]:
+        """The mask files of this sample (none, one, or several whose union is the mask)."""
+        if self.mask_path is None:
+            return ()
+        if isinstance(self.mask_path, tuple):
+            return self.mask_path
+        return (self.mask_path,)
 
 
 @dataclass

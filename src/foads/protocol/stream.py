@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from foads.data.errors import ImageReadError
-from foads.data.images import load_image
+from foads.data.images import load_sample_image
 from foads.data.sample import Sample
 
 
@@ -42,7 +42,7 @@ class ImageSequence(Dataset):
     def __getitem__(self, i: int) -> dict:
         index = i + self.offset
         try:
-            image = self.transform(load_image(self.samples[index].path))
+            image = self.transform(load_sample_image(self.samples[index]))
         except ImageReadError as err:
             if not self.skip_unreadable:
                 raise
