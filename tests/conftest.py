@@ -32,6 +32,17 @@ SMALL_SYNTHETIC = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Leave `slow` tests (real data, long runs) out of the default run; a -m expression that
+    names them (`pytest -m slow`, `-m "slow or not slow"`) decides instead."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """One small synthetic dataset shared by the tests that only read it."""

@@ -95,3 +95,67 @@ def folder_root(tmp_path: Path) -> Path:
         _write(root / "defect" / f"d{i}.png")
         _write(root / "masks" / f"d{i}_mask.png", _mask())
     return root
+
+
+# AITEX strips in the fixture: 512 x 64 (8 tiles of 64), except where noted.
+AITEX_TILE = 64
+
+
+@pytest.fixture
+def aitex_root(tmp_path: Path) -> Path:
+    """AITEX layout, strips of 512 x 64 cut into 64 px tiles (write the masks as 0/255):
+
+    fabric 02: good strips 0001, 0002 (16 tiles); 0010_006 with a defect in tile 2 and
+    0011_019 with one across tiles 3 and 4 and only faint (<= 127) pixels in tile 6.
+    fabric 03: good strip 0003 of 512 x 128 (2 rows: 16 tiles); 0097_030 with two masks,
+    _mask1 marking tile 1 and _mask2 tile 5; 0098_010 of 544 x 64 whose defect lies in the
+    32 px that do not make a full tile (so 8 good tiles).
+    """
+    root = tmp_path / "aitex"
+    size = (512, 64)
+    for name, fabric_dir, strip_size in (
+        ("0001_000_02", "2306894-210033u", size),
+        ("0002_000_02", "2306894-210033u", size),
+        ("0003_000_03", "2311694-1930c7u", (512, 128)),
+    ):
+        _write(root / "NODefect_images" / fabric_dir / f"{name}.png", size=strip_size)
+    masks = {
+        "0010_006_02": (size, {"_mask": [(130, 10, 140, 20)]}),
+        "0011_019_02": (size, {"_mask": [(250, 30, 270, 40)]}),
+        "0097_030_03": (size, {"_mask1": [(70, 0, 80, 5)], "_mask2": [(330, 60, 340, 64)]}),
+        "0098_010_03": ((544, 64), {"_mask": [(520, 10, 530, 20)]}),
+    }
+    for name, (strip_size, files) in masks.items():
+        _write(root / "Defect_images" / f"{name}.png", size=strip_size)
+        for suffix, boxes in files.items():
+            mask = np.zeros((strip_size[1], strip_size[0]), np.uint8)
+            for left, top, right, bottom in boxes:
+                mask[top:bottom, left:right] = 255
+            if name == "0011_019_02":
+                mask[0:5, 400:410] = 100  # faint: not a defect at the 127 threshold
+            _write(root / "Mask_images" / f"{name}{suffix}.png", mask)
+    return root
+
+
+@pytest.fixture
+def masked_folder_root(tmp_path: Path) -> Path:
+    """Images with a mask each, in two splits; an empty mask means good.
+
+    train/: a (empty mask), b (defect), c (faint mask, <= 127: good), d.jpg (empty);
+    test/: a (defect; same name as train/a), e (empty). So 4 good and 2 defective.
+    """
+    root = tmp_path / "masked"
+    empty = np.zeros((SIZE, SIZE), np.uint8)
+    faint = empty.copy()
+    faint[4:8, 4:8] = 100
+    for split, name, ext, mask in (
+        ("train", "a", ".png", empty),
+        ("train", "b", ".png", _mask()),
+        ("train", "c", ".png", faint),
+        ("train", "d", ".jpg", empty),
+        ("test", "a", ".png", _mask(box=(0, 0, 4, 4))),
+        ("test", "e", ".png", empty),
+    ):
+        _write(root / split / "images" / f"{name}{ext}")
+        _write(root / split / "masks" / f"{name}.png", mask)
+    return root

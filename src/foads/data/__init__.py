@@ -1,5 +1,6 @@
 """Dataset readers: each turns a dataset on disk into validated ``CategoryData`` records."""
 
+from foads.data.aitex import AITEX, AITEX_FABRICS
 from foads.data.base import ALL, DatasetReader, validate_category
 from foads.data.btad import BTAD, BTAD_CATEGORIES
 from foads.data.errors import DatasetError, ImageReadError
@@ -13,6 +14,7 @@ from foads.data.images import (
     load_sample_image,
     load_sample_mask,
 )
+from foads.data.masked_folder import MaskedFolder
 from foads.data.mtd import MTD_CATEGORY, MagneticTile
 from foads.data.mvtec import MVTEC_CATEGORIES, MVTecAD
 from foads.data.sample import CategoryData, Sample
@@ -26,6 +28,8 @@ from foads.data.synthetic import (
 from foads.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, denormalise
 
 __all__ = [
+    "AITEX",
+    "AITEX_FABRICS",
     "ALL",
     "BTAD",
     "BTAD_CATEGORIES",
@@ -44,6 +48,7 @@ __all__ = [
     "ImageTransform",
     "MVTecAD",
     "MagneticTile",
+    "MaskedFolder",
     "Sample",
     "Synthetic",
     "denormalise",
