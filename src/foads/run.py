@@ -12,6 +12,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -20,15 +21,15 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from foads.data.images import load_sample_image, load_sample_mask
-from foads.data.sample import Sample
+from foads.data.images import load_sample_image
+from foads.data.sample import CategoryData
 from foads.data.transforms import ImageTransform, denormalise
 from foads.outputs.checkpoint import load_checkpoint, save_checkpoint
 from foads.outputs.plots import overlay_grid, session_curves
 from foads.outputs.tables import category_table, to_markdown, write_table
 from foads.protocol.evaluator import StreamingEvaluator
+from foads.protocol.inputs import FileInputs
 from foads.protocol.split import few_shot_split
-from foads.protocol.stream import image_loader
 
 log = logging.getLogger(__name__)
 # Keep Lightning's start-up chatter (accelerator lines, tips) out of the run's output.
@@ -48,8 +49,12 @@ for _pattern in (
     warnings.filterwarnings("ignore", message=_pattern)
 
 
-def run(cfg: DictConfig) -> dict:
-    """Run one method on every requested category; returns the summary written to disk."""
+def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
+    """Run one method on every requested category; returns the summary written to disk.
+
+    `open_inputs(category, data, transform, backbone)` says where images, masks and backbone
+    maps come from (default: the dataset's files; `foads.replay`: a feature cache).
+    """
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config_resolved.yaml", resolve=True)
@@ -67,7 +72,7 @@ def run(cfg: DictConfig) -> dict:
         cat_dir.mkdir(parents=True, exist_ok=True)
         try:
             per_category[category], sessions[category] = run_category(
-                cfg, reader, category, cat_dir, backbone
+                cfg, reader, category, cat_dir, backbone, open_inputs
             )
         except Exception as err:  # one bad category must not lose the others
             if not many:
@@ -110,7 +115,12 @@ def run(cfg: DictConfig) -> dict:
 
 
 def run_category(
-    cfg: DictConfig, reader, category: str, out_dir: Path, backbone: torch.nn.Module
+    cfg: DictConfig,
+    reader,
+    category: str,
+    out_dir: Path,
+    backbone: torch.nn.Module | None,
+    open_inputs: OpenInputs | None = None,
 ) -> tuple[dict, list]:
     """The protocol for one category: split, fit (or resume), stream, outputs."""
     protocol = cfg.protocol
@@ -123,16 +133,12 @@ def run_category(
         protocol.get("anomaly_rate"),
     )
     transform = ImageTransform(protocol.resize, protocol.crop)
-    method = instantiate(cfg.method, **({} if backbone is None else {"backbone": backbone}))
-
-    def ground_truth(sample: Sample) -> torch.Tensor:
-        if sample.mask_path is None:
-            return torch.zeros(protocol.crop, protocol.crop, dtype=torch.bool)
-        return transform.mask(load_sample_mask(sample))
+    inputs = (open_inputs or _file_inputs)(category, data, transform, backbone)
+    method = instantiate(cfg.method, **({} if backbone is None else {"backbone": inputs.backbone}))
 
     evaluator = StreamingEvaluator(
         split.stream,
-        ground_truth,
+        inputs.ground_truth,
         mode=cfg.mode,
         session_size=protocol.session_size,
         sessions_csv=out_dir / "sessions.csv",
@@ -155,7 +161,7 @@ def run_category(
         method.load_stream_state(ckpt["state"])
         start = ckpt["stream"]["position"]
     else:
-        shots = image_loader(split.shots, transform, protocol.batch_size)
+        shots = inputs.loader(split.shots, protocol.batch_size)
         t0 = time.perf_counter()
         trainer.fit(method, train_dataloaders=shots)
         fit_seconds = time.perf_counter() - t0
@@ -168,9 +174,8 @@ def run_category(
     end = len(split.stream)
     if protocol.max_stream_images is not None:
         end = min(end, start + int(protocol.max_stream_images))
-    stream = image_loader(
+    stream = inputs.loader(
         split.stream[:end],
-        transform,
         protocol.batch_size,
         skip_unreadable=True,
         offset=start,
@@ -202,6 +207,14 @@ def run_category(
     for logger in trainer.loggers:
         _log_results(logger, out_dir, summary, evaluator.sessions)
     return summary, evaluator.sessions
+
+
+# (category, data, transform, backbone) -> the inputs of that category's run.
+OpenInputs = Callable[[str, CategoryData, ImageTransform, "torch.nn.Module | None"], FileInputs]
+
+
+def _file_inputs(category, data, transform, backbone) -> FileInputs:
+    return FileInputs(transform, backbone)
 
 
 def _save_checkpoint(cfg, method, category: str, out_dir: Path, end: int, length: int) -> None:
@@ -348,10 +361,10 @@ def _pct(value) -> str:
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float:
+def run_job(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> float:
+    """One Hydra job: `run`, with the reason written to error.txt if it fails."""
     try:
-        summary = run(cfg)
+        summary = run(cfg, open_inputs)
     except Exception as err:
         # A sweep's report lists failed jobs with this reason (Hydra only prints it).
         out_dir = Path(cfg.paths.output_dir)
@@ -359,6 +372,11 @@ def main(cfg: DictConfig) -> float:
         (out_dir / "error.txt").write_text(f"{type(err).__name__}: {err}\n")
         raise
     return summary.get("image_auroc", math.nan)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> float:
+    return run_job(cfg)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,177 @@
+"""Backbone maps of a category's images, computed once and replayed (`python -m foads.replay`).
+
+A replay runs the real protocol and the real method: only the frozen backbone's forward pass
+and the reading of images and masks are replaced by rows of this cache. The cache holds the
+backbone's three maps of every image of the category (shots pool and test set alike), so
+one cache serves every seed, split, channel subset (`feature_dim`) and rule. In a replay an
+image is a constant tensor whose value is its row in the cache; `CachedBackbone` reads the
+row back and returns that image's stored maps. Stored in float32 the maps are bit for bit
+what the backbone gave, so a replay reproduces the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from foads.data.sample import Sample
+from foads.protocol.stream import collate_images
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def sample_key(sample: Sample) -> str:
+    """A sample's identity in the cache: its file, and its tile where it is one."""
+    region = getattr(sample, "region", None)
+    return str(sample.path) if region is None else f"{sample.path}@{','.join(map(str, region))}"
+
+
+@dataclass
+class FeatureCache:
+    """Maps (a tensor per backbone stage, (N, C, h, w)) and masks (N, H, W) of N images."""
+
+    keys: list[str]
+    maps: list[torch.Tensor]
+    masks: torch.Tensor
+    errors: dict[int, str]  # row -> why that image could not be read
+    meta: dict
+
+    def __post_init__(self) -> None:
+        self._rows = {k: i for i, k in enumerate(self.keys)}
+
+    def row(self, sample: Sample) -> int:
+        key = sample_key(sample)
+        if key not in self._rows:
+            raise KeyError(f"{key} is not in the feature cache ({self.meta.get('path')})")
+        return self._rows[key]
+
+    def nbytes(self) -> int:
+        return sum(m.numel() * m.element_size() for m in self.maps) + self.masks.numel()
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(
+            {
+                "format": FORMAT,
+                "keys": self.keys,
+                "maps": self.maps,
+                "masks": self.masks,
+                "errors": self.errors,
+                "meta": self.meta,
+            },
+            tmp,
+        )
+        tmp.replace(path)  # a run killed while writing never leaves a half cache behind
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureCache:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a foads feature cache (format {FORMAT})")
+        return cls(blob["keys"], blob["maps"], blob["masks"], blob["errors"], blob["meta"])
+
+
+@torch.no_grad()
+def build_cache(
+    samples: Sequence[Sample],
+    backbone: nn.Module,
+    loader: Callable[[Sequence[Sample]], DataLoader],
+    ground_truth: Callable[[Sample], torch.Tensor],
+    dtype: str = "float32",
+    meta: dict | None = None,
+) -> FeatureCache:
+    """Run the backbone once over every sample (through the run's own image loader, so the
+    images are exactly the run's) and keep its maps and each sample's ground truth."""
+    if dtype not in DTYPES:
+        raise ValueError(f"cache dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    samples = list(samples)
+    parts: list[list[torch.Tensor]] = []
+    rows: list[int] = []
+    errors: dict[int, str] = {}
+    device = next(backbone.parameters(), torch.empty(0)).device
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreadable images are recorded, and warned at replay
+        for batch in loader(samples):
+            errors.update(dict(batch["skipped"]))
+            if batch["image"].numel() == 0:
+                continue
+            maps = backbone(batch["image"].to(device))
+            parts.append([m.to("cpu", DTYPES[dtype]) for m in maps])
+            rows.extend(batch["index"].tolist())
+    if not parts:
+        raise ValueError("no image of the category could be read; nothing to cache")
+    stacked = [torch.cat(stage) for stage in zip(*parts, strict=True)]
+    first = ground_truth(samples[rows[0]])
+    masks = torch.stack(
+        [torch.zeros_like(first) if i in errors else ground_truth(s) for i, s in enumerate(samples)]
+    ).bool()
+    maps = [torch.zeros(len(samples), *m.shape[1:], dtype=m.dtype) for m in stacked]
+    index = torch.tensor(rows)
+    for full, part in zip(maps, stacked, strict=True):
+        full[index] = part
+    return FeatureCache([sample_key(s) for s in samples], maps, masks, errors, dict(meta or {}))
+
+
+class CachedBackbone(nn.Module):
+    """Stands in for a `FeatureBackbone` in a replay: returns the cached maps of the images
+    whose rows the input tensors carry. It keeps the real backbone (never called) so that
+    channel counts, name and parameter count are the real ones."""
+
+    def __init__(self, backbone: nn.Module, cache: FeatureCache) -> None:
+        super().__init__()
+        self.real = backbone
+        self.cache = cache
+        self.channels = backbone.channels
+        self.name = getattr(backbone, "name", "")
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        rows = images[:, 0, 0, 0].round().long().cpu()
+        return [m[rows].to(images.device, torch.float32) for m in self.cache.maps]
+
+
+class CachedImages(Dataset):
+    """The replay's stand-in for `ImageSequence`: item = {"image": a constant (3, H, W) tensor
+    holding the sample's cache row, "index"}; an image that could not be read when the cache
+    was made is {"index", "error"}, dropped from its batch as in a run."""
+
+    def __init__(
+        self, samples: Sequence[Sample], cache: FeatureCache, size: int, offset: int = 0
+    ) -> None:
+        self.rows = [cache.row(s) for s in samples]
+        self.cache = cache
+        self.size = size
+        self.offset = offset
+
+    def __len__(self) -> int:
+        return len(self.rows) - self.offset
+
+    def __getitem__(self, i: int) -> dict:
+        index = i + self.offset
+        row = self.rows[index]
+        if row in self.cache.errors:
+            return {"index": index, "error": self.cache.errors[row]}
+        image = torch.full((1, 1, 1), float(row)).expand(3, self.size, self.size)
+        return {"image": image, "index": index}
+
+
+def cached_loader(
+    samples: Sequence[Sample], cache: FeatureCache, size: int, batch_size: int, offset: int = 0
+) -> DataLoader:
+    return DataLoader(
+        CachedImages(samples, cache, size, offset),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=collate_images,
+    )

@@ -1,0 +1,70 @@
+"""Where a run's images, ground truth and backbone come from: files (a run) or a cache (a replay).
+
+The protocol asks three things of its inputs: batches of images for the shots and the
+stream, each sample's ground-truth mask at the model's input geometry (for the evaluator
+only), and the backbone the method embeds with. `FileInputs` reads the dataset's files;
+`foads.replay` swaps in cached backbone maps and masks, and nothing else changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from foads.data.images import load_sample_mask
+from foads.data.sample import Sample
+from foads.data.transforms import ImageTransform
+from foads.features.cache import CachedBackbone, FeatureCache, cached_loader
+from foads.protocol.stream import image_loader
+
+
+class FileInputs:
+    """Images and masks read from the dataset's files, through the run's transform."""
+
+    def __init__(self, transform: ImageTransform, backbone: nn.Module | None) -> None:
+        self.transform = transform
+        self.backbone = backbone
+
+    def loader(
+        self,
+        samples: Sequence[Sample],
+        batch_size: int,
+        skip_unreadable: bool = False,
+        offset: int = 0,
+        num_workers: int = 0,
+    ) -> DataLoader:
+        return image_loader(
+            samples, self.transform, batch_size, skip_unreadable, offset, num_workers
+        )
+
+    def ground_truth(self, sample: Sample) -> torch.Tensor:
+        """(crop, crop) bool: the mask with the image's resize and crop (all False if none)."""
+        if sample.mask_path is None:
+            crop = self.transform.crop
+            return torch.zeros(crop, crop, dtype=torch.bool)
+        return self.transform.mask(load_sample_mask(sample))
+
+
+class CachedInputs(FileInputs):
+    """A replay's inputs: each image is its row in a `FeatureCache`, the backbone returns the
+    cached maps of that row, and masks come from the cache (no file is read)."""
+
+    def __init__(self, transform: ImageTransform, backbone: nn.Module, cache: FeatureCache):
+        super().__init__(transform, CachedBackbone(backbone, cache))
+        self.cache = cache
+
+    def loader(
+        self,
+        samples: Sequence[Sample],
+        batch_size: int,
+        skip_unreadable: bool = False,
+        offset: int = 0,
+        num_workers: int = 0,
+    ) -> DataLoader:
+        return cached_loader(samples, self.cache, self.transform.crop, batch_size, offset)
+
+    def ground_truth(self, sample: Sample) -> torch.Tensor:
+        return self.cache.masks[self.cache.row(sample)]

@@ -1,0 +1,102 @@
+"""`python -m foads.replay <the overrides of a run>`: the run, on cached backbone maps.
+
+The first replay of a category runs the backbone once over all its images (shots pool and
+test set) and writes the maps and masks to `replay.cache_dir`; every later replay of that
+category, whatever the seed, split, channel subset, method or rule, reads them back instead
+of decoding images and running the backbone. Everything else is the real run: the same
+split, stream, method code, evaluator and outputs (summary.json, sessions.csv, the report).
+With `replay.dtype=float32` (the default) the maps are the backbone's own, so a replay
+gives the run's numbers; `float16` halves the cache at a small cost in agreement.
+
+Methods that learn their own networks (DRAEM) have no backbone maps to cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from foads.data.sample import CategoryData
+from foads.data.transforms import ImageTransform
+from foads.features.cache import FeatureCache, build_cache, sample_key
+from foads.protocol.inputs import CachedInputs, FileInputs
+from foads.run import CONF_DIR, run_job
+
+log = logging.getLogger(__name__)
+
+
+class CacheOpener:
+    """Gives `run` the cached inputs of a category, making the cache on first use."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        if not get_class(cfg.method._target_).uses_backbone:
+            raise ValueError(
+                f"replay needs a method that embeds with the pretrained backbone (K-NG, PaDiM, "
+                f"SPADE, PatchCore); {cfg.method._target_} learns its own networks: use "
+                "python -m foads.run"
+            )
+        self.root = Path(cfg.replay.cache_dir)
+        self.dtype = cfg.replay.dtype
+        self.batch_size = int(cfg.replay.get("batch_size", 16))
+        # Whatever changes the images or the maps changes the file name: the dataset's
+        # options (a synthetic dataset regenerates from them), the backbone, the geometry.
+        fingerprint = {
+            "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+            "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+            "resize": cfg.protocol.resize,
+            "crop": cfg.protocol.crop,
+            "dtype": self.dtype,
+        }
+        fingerprint["dataset"].pop("category", None)
+        self.fingerprint = fingerprint
+        self.digest = hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+        self.dataset = str(cfg.dataset.get("name", "dataset"))
+        self.backbone_name = str(cfg.backbone.get("name", "backbone"))
+
+    def path(self, category: str) -> Path:
+        name = f"{self.backbone_name}-{self.digest[:12]}.pt"
+        return self.root / self.dataset / category / name
+
+    def __call__(
+        self, category: str, data: CategoryData, transform: ImageTransform, backbone
+    ) -> CachedInputs:
+        samples = list(data.train) + list(data.test)
+        keys = {sample_key(s) for s in samples}
+        path = self.path(category)
+        cache = None
+        if path.is_file():
+            cache = FeatureCache.load(path)
+            if not keys <= set(cache.keys):
+                log.warning("feature cache %s lacks images of %s: rebuilding", path, category)
+                cache = None
+        if cache is None:
+            files = FileInputs(transform, backbone)
+            log.info(
+                "caching backbone maps of %d images of %s into %s", len(samples), category, path
+            )
+            cache = build_cache(
+                samples,
+                backbone,
+                lambda s: files.loader(s, self.batch_size, skip_unreadable=True),
+                files.ground_truth,
+                self.dtype,
+                {**self.fingerprint, "category": category, "path": str(path)},
+            )
+            cache.save(path)
+            log.info("feature cache: %.1f MiB", cache.nbytes() / 2**20)
+        return CachedInputs(transform, backbone, cache)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> float:
+    return run_job(cfg, CacheOpener(cfg))
+
+
+if __name__ == "__main__":
+    main()
