@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from foads.components.anomaly_map import smooth_anomaly_map
 from foads.components.image_gate import accepted_images, gate_threshold
 from foads.features.extractor import PatchEmbedder
+from foads.methods.kng.recurrence import NodeRecurrence
 from foads.methods.kng.torch_model import KNGModel
 from foads.protocol.method import Scored, StreamingMethod, Updated
 
@@ -58,6 +59,9 @@ class KNGModule(StreamingMethod):
         grow_scale: float | None = None,
         grow_min_count: int = 10,
         remove_after: int | None = None,
+        recurrence_window: int | None = None,
+        recurrence_radius: float = 1.5,
+        recurrence_images: float = 0.2,
         feature_dim: int = 100,
         feature_size: int | None = None,
         sigma: float = 4.0,
@@ -93,6 +97,11 @@ class KNGModule(StreamingMethod):
             seed=seed,
         )
         self.sigma = sigma
+        self.recurrence = (
+            None
+            if recurrence_window is None
+            else NodeRecurrence(recurrence_window, recurrence_radius, recurrence_images)
+        )
         self.image_gate = image_gate
         self.gate_quantile = gate_quantile
         self.gate_margin = gate_margin
@@ -213,7 +222,10 @@ class KNGModule(StreamingMethod):
         else:
             allowed, keep = self._allowed_patches(scored.image_scores, patch_scores)
             allowed = None if allowed is None else allowed.flatten()
-        accepted = self.model.update(x, assignment, labels, allowed)
+        also = None
+        if self.recurrence is not None and labels is None:
+            also = self.recurrence(assignment.s1, assignment.distance, self.model.thresholds, b)
+        accepted = self.model.update(x, assignment, labels, allowed, also)
         return Updated(
             accepted=accepted.view(b, h, w),
             accepted_images=None if keep is None else keep.cpu(),
@@ -277,6 +289,7 @@ class KNGModule(StreamingMethod):
             "gate": self.gate,
             "patch_limit": self.patch_limit,
             "recent_scores": self._recent,
+            "recurrence": None if self.recurrence is None else self.recurrence.state(),
         }
 
     def load_stream_state(self, state: dict) -> None:
@@ -285,6 +298,8 @@ class KNGModule(StreamingMethod):
             self.gate = state["gate"].to(self.gate.device)
             self.patch_limit = state["patch_limit"].to(self.patch_limit.device)
             self._recent = state["recent_scores"].cpu()
+        if self.recurrence is not None and state.get("recurrence") is not None:
+            self.recurrence.load_state(state["recurrence"])
         if not torch.equal(state["embedder"].cpu(), self.embedder.channel_index.cpu()):
             raise ValueError(
                 "the checkpoint was made with another channel subset (feature_dim or seed differ)"

@@ -215,11 +215,14 @@ class KNGModel(GrowingState):
         assignment: NodeAssignment | None = None,
         labels: torch.Tensor | None = None,
         allowed: torch.Tensor | None = None,
+        also: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Absorb the pseudo-normal embeddings of x; returns the accepted mask (N,).
 
-        `allowed` (N,) bool restricts the patch rule to those embeddings (an image-level gate
-        passes the patches of the images it lets through). `labels` (N,) bool, when given,
+        `also` (N,) bool adds embeddings to those within their node's radius (a rule that
+        widens it, e.g. recurrence). `allowed` (N,) bool restricts the result to those
+        embeddings (an image-level gate passes the patches of the images it lets through).
+        `labels` (N,) bool, when given,
         replaces the pseudo-labels: exactly those embeddings are absorbed (the oracle
         diagnostic).
         """
@@ -229,6 +232,8 @@ class KNGModel(GrowingState):
             accepted = labels.to(assignment.s1.device)
         else:
             accepted = self.accept(assignment)
+            if also is not None:
+                accepted = accepted | also.to(accepted.device)
             if allowed is not None:
                 accepted = accepted & allowed.to(accepted.device)
         if not bool(accepted.any()):
