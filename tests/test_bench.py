@@ -17,3 +17,9 @@ def test_bench_covers_every_method_config_with_its_run_defaults():
     assert draem.train_steps == 300 and draem.image_size == 128  # the CPU budget, not the paper's
     kng = method_config("kng")
     assert kng.num_nodes == 3136 and kng.seed == 0
+
+
+def test_a_rule_is_benched_with_its_overrides_on_top_of_the_defaults():
+    rule = method_config("kng", ("method.recurrence_window=200",))
+    assert rule.recurrence_window == 200 and rule.num_nodes == 3136
+    assert method_config("kng").recurrence_window is None

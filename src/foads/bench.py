@@ -152,19 +152,22 @@ def bench(device: str = "cpu", batches: int = 4, batch_size: int = 10) -> dict:
 METHODS = ("kng", "padim", "spade", "patchcore", "draem")
 
 
-def method_config(name: str):
-    """`conf/method/<name>.yaml` as `python -m foads.run method=<name>` composes it."""
+def method_config(name: str, overrides: tuple = ()):
+    """`conf/method/<name>.yaml` as `python -m foads.run method=<name> <overrides>` composes
+    it (overrides such as `method.recurrence_window=200`)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"method={name}", "logger=none"])
+        cfg = compose("config", overrides=[f"method={name}", "logger=none", *overrides])
     GlobalHydra.instance().clear()
     return cfg.method
 
 
-def bench_method(name: str, device: str, batches: int, batch_size: int = 10) -> dict:
+def bench_method(
+    name: str, device: str, batches: int, batch_size: int = 10, overrides: tuple = ()
+) -> dict:
     """One method end to end (backbone included) with its config's defaults: fit on 10
     shots, offline scoring, then online scoring plus update with its own online rule from
     the same fit (scoring changes nothing). Run in a fresh process so that its peak RSS is
@@ -176,7 +179,7 @@ def bench_method(name: str, device: str, batches: int, batch_size: int = 10) -> 
         shots, stream = load_batches(root, batch_size, batches * batch_size, dev)
     stream = stream[:batches]
     n = sum(b.shape[0] for b in stream)
-    conf = method_config(name)
+    conf = method_config(name, overrides)
     backbone = build_backbone("efficientnet_lite0").to(dev)
     with torch.no_grad():
         backbone(shots)  # warm-up: first-call costs are not the method's
@@ -197,7 +200,7 @@ def bench_method(name: str, device: str, batches: int, batch_size: int = 10) -> 
 
     t_on = sum(_timed(lambda b=b: online(b), dev)[1] for b in stream)
     out = {
-        "method": name,
+        "method": " ".join([name, *overrides]),
         "fit_s": t_fit,
         "offline_s_per_image": t_off / n,
         "online_s_per_image": t_on / n,
@@ -210,13 +213,16 @@ def bench_method(name: str, device: str, batches: int, batch_size: int = 10) -> 
     return out
 
 
-def compare_methods(device: str, batches: int) -> list[dict]:
-    """Every method in its own process, so peak memory is measured per method."""
+def compare_methods(device: str, batches: int, rules: list[str] = ()) -> list[dict]:
+    """Every method, then K-NG under each extra rule (a string of `method.*` overrides), each
+    in its own process, so peak memory is measured per method and rule."""
     import multiprocessing as mp
 
+    jobs = [(name, device, batches) for name in METHODS]
+    jobs += [("kng", device, batches, 10, tuple(rule.split())) for rule in rules]
     ctx = mp.get_context("spawn")
     with ctx.Pool(1, maxtasksperchild=1) as pool:
-        return [pool.apply(bench_method, (name, device, batches)) for name in METHODS]
+        return [pool.apply(bench_method, job) for job in jobs]
 
 
 def main(argv=None) -> None:
@@ -224,6 +230,13 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--no-methods", action="store_true", help="skip the side-by-side table")
+    parser.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        help="also time K-NG with these method overrides, e.g. 'method.recurrence_window=200' "
+        "(repeatable); its online time is printed as a ratio to the default's",
+    )
     args = parser.parse_args(argv)
     r = bench(args.device, args.batches)
     b = r["backbone_s_per_image"]
@@ -256,7 +269,7 @@ def main(argv=None) -> None:
 
     if args.no_methods:
         return
-    rows = compare_methods(args.device, args.batches)
+    rows = compare_methods(args.device, args.batches, args.rule)
     print("\nAll methods end to end (EfficientNet-Lite0 included), same images, batch 10:")
     print(
         f"  {'method':10s} {'fit s':>7s} {'offline s/img':>14s} {'online s/img':>13s} "
@@ -268,6 +281,13 @@ def main(argv=None) -> None:
             f"{r['online_s_per_image']:13.3f} "
             f"{r['state_mib_start']:11.1f} -> {r['state_mib_end']:8.1f} "
             f"{r['peak_rss_mib']:13.0f}"
+        )
+    default = rows[0]["online_s_per_image"]
+    for r in rows[len(METHODS) :]:
+        extra = r["state_mib_end"] - rows[0]["state_mib_end"]
+        print(
+            f"  {r['method']}: online {r['online_s_per_image'] / default:.2f} x the default "
+            f"K-NG's in this run; state {extra:+.2f} MiB"
         )
 
 

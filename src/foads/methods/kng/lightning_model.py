@@ -305,6 +305,12 @@ class KNGModule(StreamingMethod):
                 "the checkpoint was made with another channel subset (feature_dim or seed differ)"
             )
 
+    def state_bytes(self) -> int:
+        """The graph's state plus the recurrence rule's window of band visits (bounded by
+        recurrence_window x nodes booleans)."""
+        extra = 0 if self.recurrence is None else self.recurrence.visits.numel()
+        return self.model.state_bytes() + extra
+
     def state_elements(self) -> int:
         m = self.model
         return m.means.numel() + m.scatter.numel() + m.counts.numel() + m.thresholds.numel()
