@@ -250,3 +250,24 @@ def test_shrinkage_keeps_a_fixed_share_of_the_shot_covariance():
     torch.testing.assert_close(cov(shrunk), expected, rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError, match="covariance_shrinkage must lie in"):
         KNGModel(covariance_shrinkage=1.5)
+
+
+def test_position_weight_appends_each_patchs_grid_position():
+    from foads.methods.kng.lightning_model import grid_positions
+
+    class Embedder(torch.nn.Module):
+        def forward(self, images):
+            return images[:, :3].clone()
+
+    module = KNGModule(Stub(), num_nodes=4, feature_dim=3, position_weight=2.0)
+    module.embedder = Embedder()
+    images = torch.randn(2, 3, 2, 3)
+    x, shape = module._embed(images)
+    assert shape == (2, 2, 3) and x.shape == (12, 5)
+    assert torch.equal(x[:, :3], images.permute(0, 2, 3, 1).reshape(-1, 3))
+    # Image 1, row 1, column 2 is row 6 + 3 + 2 = 11: position (1, 2) x 2.
+    assert x[11, 3:].tolist() == [2.0, 4.0]
+    assert torch.equal(x[:6, 3:], x[6:, 3:])
+    assert grid_positions(1, 2, 3, x)[4].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="position_weight"):
+        KNGModule(Stub(), num_nodes=4, feature_dim=3, position_weight=-1.0)

@@ -28,6 +28,13 @@ IMAGE_GATES = (None, "shots", "stream")
 PATCH_GATES = (None, "shots", "image", "batch")
 
 
+def grid_positions(b: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """(b*h*w, 2): each patch's grid row and column, in grid steps, image by image."""
+    rows = torch.arange(h, device=like.device, dtype=like.dtype).repeat_interleave(w)
+    cols = torch.arange(w, device=like.device, dtype=like.dtype).repeat(h)
+    return torch.stack([rows, cols], dim=1).repeat(b, 1)
+
+
 class KNGModule(StreamingMethod):
     """K-NG (KNG.md sections 1-6) as a `StreamingMethod`."""
 
@@ -62,6 +69,7 @@ class KNGModule(StreamingMethod):
         recurrence_window: int | None = None,
         recurrence_radius: float = 1.5,
         recurrence_images: float = 0.2,
+        position_weight: float = 0.0,
         feature_dim: int = 100,
         feature_size: int | None = None,
         sigma: float = 4.0,
@@ -97,6 +105,9 @@ class KNGModule(StreamingMethod):
             seed=seed,
         )
         self.sigma = sigma
+        if position_weight < 0:
+            raise ValueError(f"position_weight must be >= 0, got {position_weight}")
+        self.position_weight = position_weight
         self.recurrence = (
             None
             if recurrence_window is None
@@ -121,9 +132,14 @@ class KNGModule(StreamingMethod):
 
     # ---------------------------------------------------------------- embeddings
     def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Rows image by image: the d features of each patch, then, with position_weight,
+        its grid row and column times position_weight (so nodes also tell where they are)."""
         features = self.embedder(images)  # (B, d, h, w)
         b, d, h, w = features.shape
-        return features.permute(0, 2, 3, 1).reshape(-1, d), (b, h, w)
+        x = features.permute(0, 2, 3, 1).reshape(-1, d)
+        if self.position_weight:
+            x = torch.cat([x, grid_positions(b, h, w, x) * self.position_weight], dim=1)
+        return x, (b, h, w)
 
     # ---------------------------------------------------------------- fit
     @torch.no_grad()
