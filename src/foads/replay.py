@@ -13,6 +13,7 @@ Methods that learn their own networks (DRAEM) have no backbone maps to cache.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -54,6 +55,9 @@ class CacheOpener:
             "dtype": self.dtype,
         }
         fingerprint["dataset"].pop("category", None)
+        # The same folder reached from another working directory is the same data.
+        if "root" in fingerprint["dataset"]:
+            fingerprint["dataset"]["root"] = str(Path(fingerprint["dataset"]["root"]).resolve())
         self.fingerprint = fingerprint
         self.digest = hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
         self.dataset = str(cfg.dataset.get("name", "dataset"))
@@ -67,30 +71,34 @@ class CacheOpener:
         self, category: str, data: CategoryData, transform: ImageTransform, backbone
     ) -> CachedInputs:
         samples = list(data.train) + list(data.test)
-        keys = {sample_key(s) for s in samples}
         path = self.path(category)
-        cache = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Jobs of a multirun side by side: the first makes the cache, the others wait for it.
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            cache = self._cache(path, category, samples, transform, backbone)
+        return CachedInputs(transform, backbone, cache)
+
+    def _cache(self, path: Path, category: str, samples: list, transform, backbone):
+        """The category's cache from disk, or made now (and written) if absent or stale."""
         if path.is_file():
             cache = FeatureCache.load(path)
-            if not keys <= set(cache.keys):
-                log.warning("feature cache %s lacks images of %s: rebuilding", path, category)
-                cache = None
-        if cache is None:
-            files = FileInputs(transform, backbone)
-            log.info(
-                "caching backbone maps of %d images of %s into %s", len(samples), category, path
-            )
-            cache = build_cache(
-                samples,
-                backbone,
-                lambda s: files.loader(s, self.batch_size, skip_unreadable=True),
-                files.ground_truth,
-                self.dtype,
-                {**self.fingerprint, "category": category, "path": str(path)},
-            )
-            cache.save(path)
-            log.info("feature cache: %.1f MiB", cache.nbytes() / 2**20)
-        return CachedInputs(transform, backbone, cache)
+            if {sample_key(s) for s in samples} <= set(cache.keys):
+                return cache
+            log.warning("feature cache %s lacks images of %s: rebuilding", path, category)
+        files = FileInputs(transform, backbone)
+        log.info("caching backbone maps of %d images of %s into %s", len(samples), category, path)
+        cache = build_cache(
+            samples,
+            backbone,
+            lambda s: files.loader(s, self.batch_size, skip_unreadable=True),
+            files.ground_truth,
+            self.dtype,
+            {**self.fingerprint, "category": category, "path": str(path)},
+        )
+        cache.save(path)
+        log.info("feature cache: %.1f MiB", cache.nbytes() / 2**20)
+        return cache
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
