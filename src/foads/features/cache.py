@@ -32,9 +32,10 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def sample_key(sample: Sample) -> str:
-    """A sample's identity in the cache: its file, and its tile where it is one."""
-    region = getattr(sample, "region", None)
-    return str(sample.path) if region is None else f"{sample.path}@{','.join(map(str, region))}"
+    """A sample's identity in the cache: its file (resolved, so that the same file reached
+    from another working directory is the same sample), and its tile where it is one."""
+    path = Path(sample.path).resolve()
+    return str(path) if sample.region is None else f"{path}@{','.join(map(str, sample.region))}"
 
 
 @dataclass
