@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from foads.data.base import DatasetReader
-from foads.data.images import IMAGE_EXTENSIONS, list_images
+from foads.data.images import find_mask, list_images
 from foads.data.sample import CategoryData, Sample
 
 
@@ -71,13 +71,5 @@ class ImageFolder(DatasetReader):
         """The mask path of an image stem: .png preferred, other image types accepted."""
         if self.mask_dir is None:
             return None
-        mask_dir = self.root / self.mask_dir
-        expected = mask_dir / f"{stem}{self.mask_suffix}.png"
-        if expected.is_file():
-            return expected
-        for ext in IMAGE_EXTENSIONS:
-            candidate = mask_dir / f"{stem}{self.mask_suffix}{ext}"
-            if candidate.is_file():
-                return candidate
-        # Missing: return the expected path so validation names it.
-        return expected
+        # Missing: the expected path, so that validation names it.
+        return find_mask(self.root / self.mask_dir, stem, self.mask_suffix)

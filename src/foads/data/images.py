@@ -136,6 +136,19 @@ def load_sample_mask(sample: Sample) -> np.ndarray:
     return mask[top:bottom, left:right].copy()
 
 
+def find_mask(mask_dir: Path, stem: str, suffix: str = "") -> Path:
+    """The mask file of an image stem in a folder: ``<stem><suffix>.png`` preferred, another
+    image type accepted; the expected ``.png`` path when there is none (errors name it)."""
+    expected = mask_dir / f"{stem}{suffix}.png"
+    if expected.is_file():
+        return expected
+    for ext in IMAGE_EXTENSIONS:
+        candidate = mask_dir / f"{stem}{suffix}{ext}"
+        if candidate.is_file():
+            return candidate
+    return expected
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """Return an image's (W, H) from its header alone, without decoding the pixels."""
     path = Path(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from foads.data.base import DatasetReader
 from foads.data.errors import DatasetError
-from foads.data.images import IMAGE_EXTENSIONS, image_size, list_images, load_mask
+from foads.data.images import find_mask, image_size, list_images, load_mask
 from foads.data.sample import CategoryData, Sample
 
 DEFECT = "defect"
@@ -113,12 +113,7 @@ class MaskedFolder(DatasetReader):
 
     def _mask_for(self, folder: Path, image: Path) -> Path:
         """The mask of an image: ``.png`` preferred, other image types accepted."""
-        mask_dir = folder / self.mask_dir
-        expected = mask_dir / f"{image.stem}{self.mask_suffix}.png"
-        if expected.is_file():
-            return expected
-        for ext in IMAGE_EXTENSIONS:
-            candidate = mask_dir / f"{image.stem}{self.mask_suffix}{ext}"
-            if candidate.is_file():
-                return candidate
-        raise DatasetError(f"mask for {image} not found: expected {expected}")
+        path = find_mask(folder / self.mask_dir, image.stem, self.mask_suffix)
+        if path.is_file():
+            return path
+        raise DatasetError(f"mask for {image} not found: expected {path}")
