@@ -23,7 +23,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from foads.data.sample import Sample
-from foads.protocol.stream import collate_images
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +164,3 @@ class CachedImages(Dataset):
             return {"index": index, "error": self.cache.errors[row]}
         image = torch.full((1, 1, 1), float(row)).expand(3, self.size, self.size)
         return {"image": image, "index": index}
-
-
-def cached_loader(
-    samples: Sequence[Sample], cache: FeatureCache, size: int, batch_size: int, offset: int = 0
-) -> DataLoader:
-    return DataLoader(
-        CachedImages(samples, cache, size, offset),
-        batch_size=batch_size,
-        shuffle=False,
-        collate_fn=collate_images,
-    )

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from foads.data.images import load_sample_mask
 from foads.data.sample import Sample
 from foads.data.transforms import ImageTransform
-from foads.features.cache import CachedBackbone, FeatureCache, cached_loader
-from foads.protocol.stream import image_loader
+from foads.features.cache import CachedBackbone, CachedImages, FeatureCache
+from foads.protocol.stream import ImageSequence, sequence_loader
 
 
 class FileInputs:
@@ -36,9 +36,13 @@ class FileInputs:
         offset: int = 0,
         num_workers: int = 0,
     ) -> DataLoader:
-        return image_loader(
-            samples, self.transform, batch_size, skip_unreadable, offset, num_workers
-        )
+        """Batches of the samples from position `offset` on; with `skip_unreadable`, an
+        image that cannot be read is dropped from its batch (and listed) instead of raising."""
+        sequence = self.sequence(samples, skip_unreadable, offset)
+        return sequence_loader(sequence, batch_size, num_workers)
+
+    def sequence(self, samples: Sequence[Sample], skip_unreadable: bool, offset: int) -> Dataset:
+        return ImageSequence(samples, self.transform, skip_unreadable, offset)
 
     def ground_truth(self, sample: Sample) -> torch.Tensor:
         """(crop, crop) bool: the mask with the image's resize and crop (all False if none)."""
@@ -56,15 +60,9 @@ class CachedInputs(FileInputs):
         super().__init__(transform, CachedBackbone(backbone, cache))
         self.cache = cache
 
-    def loader(
-        self,
-        samples: Sequence[Sample],
-        batch_size: int,
-        skip_unreadable: bool = False,
-        offset: int = 0,
-        num_workers: int = 0,
-    ) -> DataLoader:
-        return cached_loader(samples, self.cache, self.transform.crop, batch_size, offset)
+    def sequence(self, samples: Sequence[Sample], skip_unreadable: bool, offset: int) -> Dataset:
+        # Images unreadable when the cache was made are always skipped, as a run's stream does.
+        return CachedImages(samples, self.cache, self.transform.crop, offset)
 
     def ground_truth(self, sample: Sample) -> torch.Tensor:
         return self.cache.masks[self.cache.row(sample)]

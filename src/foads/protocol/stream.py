@@ -61,6 +61,18 @@ def collate_images(items: list[dict]) -> dict:
     return {"image": images, "index": index, "skipped": skipped}
 
 
+def sequence_loader(sequence: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """Batches of a sequence in its given order (the stream order is the protocol's);
+    unreadable items are dropped from their batch and listed (`collate_images`)."""
+    return DataLoader(
+        sequence,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_images,
+    )
+
+
 def image_loader(
     samples: Sequence[Sample],
     transform: Callable,
@@ -69,11 +81,7 @@ def image_loader(
     offset: int = 0,
     num_workers: int = 0,
 ) -> DataLoader:
-    """A loader over samples in their given order (the stream order is the protocol's)."""
-    return DataLoader(
-        ImageSequence(samples, transform, skip_unreadable, offset),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_images,
+    """A loader over samples' images in their given order."""
+    return sequence_loader(
+        ImageSequence(samples, transform, skip_unreadable, offset), batch_size, num_workers
     )
