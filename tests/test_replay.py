@@ -154,3 +154,25 @@ def test_pool_report_pairs_each_rule_with_its_offline_and_oracle_twins(tmp_path)
     text = pool.report([tmp_path / "pool"], tmp_path / "out")
     assert (tmp_path / "out" / "pool.md").read_text() == text
     assert rule in text and "PaDiM offline" in text
+
+
+def test_pooled_criterion_and_stream_means_by_hand():
+    def s(image, stream=None):
+        return {"image_auroc": image, "stream_image_auroc": image if stream is None else stream}
+
+    rows = [
+        # oracle gains 10 points, online 5: half of it; stream-level 1 point below offline.
+        pool.Row("a/x", 0, s(0.75, 0.79), s(0.70, 0.80), s(0.80), s(0.60)),
+        # oracle gains 0.2 points: no share counted; online above offline everywhere.
+        pool.Row("a/x", 1, s(0.90), s(0.85), s(0.852), s(0.95)),
+        pool.Row("b/y", 0, s(0.60), s(0.50), s(0.70), s(0.65)),
+    ]
+    p = pool.pooled(rows, min_gain=0.005, tolerance=0.005)
+    assert p["share_mean"] == pytest.approx((0.5 + 0.5) / 2) and p["share_count"] == 2
+    assert p["below_offline"] == ["a/x s0"] and not p["admissible"]
+    assert p["worst_stream_delta"] == pytest.approx(-0.01)
+    # Per stream over seeds: a/x online 82.5 vs PaDiM 77.5 (above), b/y 60 vs 65 (below).
+    assert p["above_padim"] == 1 and p["padim_streams"] == 2
+    means = pool.stream_means(rows)
+    assert means[1] == ["a/x", "2", "77.5", "82.5", "82.6", "77.5", "+5.0"]
+    assert means[2][-1] == "-5.0"

@@ -210,6 +210,31 @@ def table(rows: list[Row], min_gain: float) -> list[list[str]]:
     return out
 
 
+def stream_means(rows: list[Row]) -> list[list[str]]:
+    """Per stream, the mean over seeds of the per-session image AUROC of the offline model,
+    online, the oracle and PaDiM offline (the last column: online minus PaDiM offline)."""
+    out = [["stream", "seeds", "offline", "online", "oracle", "PaDiM offline", "online - PaDiM"]]
+    streams = sorted({r.stream for r in rows})
+    for stream in streams:
+        mine = [r for r in rows if r.stream == stream]
+        cols = []
+        for pick in (
+            lambda r: r.offline,
+            lambda r: r.online,
+            lambda r: r.oracle,
+            lambda r: r.padim,
+        ):
+            values = [_num(pick(r), "image_auroc") for r in mine]
+            values = [v for v in values if v is not None]
+            cols.append(float(np.mean(values)) if len(values) == len(mine) else None)
+        diff = None if None in (cols[1], cols[3]) else cols[1] - cols[3]
+        out.append(
+            [stream, str(len(mine)), *(_pct(c) for c in cols)]
+            + ["-" if diff is None else f"{100 * diff:+.1f}"]
+        )
+    return out
+
+
 def pooled(rows: list[Row], min_gain: float, tolerance: float) -> dict:
     """The pooled criterion and what stands beside it, over the rows of one rule."""
     shares = [s for s in (r.share(min_gain) for r in rows) if s is not None]
@@ -297,11 +322,15 @@ def report(
         )
     ]
     for rule in sorted({r.rule for r in records if r.mode == "online"}):
+        rows = rule_rows(records, rule)
         text.append(
             to_markdown(
-                table(rule_rows(records, rule), min_gain),
+                table(rows, min_gain),
                 f"{rule}: image AUROC per session / stream / last half, in %",
             )
+        )
+        text.append(
+            to_markdown(stream_means(rows), f"{rule}: per-session image AUROC, mean over seeds")
         )
     out = "\n".join(text)
     if out_dir is not None:
