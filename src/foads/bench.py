@@ -213,12 +213,14 @@ def bench_method(
     return out
 
 
-def compare_methods(device: str, batches: int, rules: list[str] = ()) -> list[dict]:
-    """Every method, then K-NG under each extra rule (a string of `method.*` overrides), each
+def compare_methods(
+    device: str, batches: int, rules: list[str] = (), methods: tuple = METHODS
+) -> list[dict]:
+    """The methods, then K-NG under each extra rule (a string of `method.*` overrides), each
     in its own process, so peak memory is measured per method and rule."""
     import multiprocessing as mp
 
-    jobs = [(name, device, batches) for name in METHODS]
+    jobs = [(name, device, batches) for name in methods]
     jobs += [("kng", device, batches, 10, tuple(rule.split())) for rule in rules]
     ctx = mp.get_context("spawn")
     with ctx.Pool(1, maxtasksperchild=1) as pool:
@@ -230,6 +232,9 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--no-methods", action="store_true", help="skip the side-by-side table")
+    parser.add_argument(
+        "--methods", help=f"comma-separated subset of {','.join(METHODS)} (default: all)"
+    )
     parser.add_argument(
         "--rule",
         action="append",
@@ -269,7 +274,13 @@ def main(argv=None) -> None:
 
     if args.no_methods:
         return
-    rows = compare_methods(args.device, args.batches, args.rule)
+    methods = tuple(args.methods.split(",")) if args.methods else METHODS
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; expected some of {','.join(METHODS)}")
+    if args.rule and methods[0] != "kng":
+        parser.error("--rule compares with the default K-NG: --methods must start with kng")
+    rows = compare_methods(args.device, args.batches, args.rule, methods)
     print("\nAll methods end to end (EfficientNet-Lite0 included), same images, batch 10:")
     print(
         f"  {'method':10s} {'fit s':>7s} {'offline s/img':>14s} {'online s/img':>13s} "
@@ -283,7 +294,7 @@ def main(argv=None) -> None:
             f"{r['peak_rss_mib']:13.0f}"
         )
     default = rows[0]["online_s_per_image"]
-    for r in rows[len(METHODS) :]:
+    for r in rows[len(methods) :]:
         extra = r["state_mib_end"] - rows[0]["state_mib_end"]
         print(
             f"  {r['method']}: online {r['online_s_per_image'] / default:.2f} x the default "
