@@ -43,10 +43,12 @@ def test_paper_rules_are_the_papers(overrides):
     assert {k: default[k] for k in shared} == {k: method[k] for k in shared}
 
 
-def test_the_default_differs_from_the_paper_by_the_covariance_shrinkage_only():
+def test_the_default_differs_from_the_paper_by_the_shrinkage_and_the_stream_image_gate():
     default = composed().method
     changed = {k for k in PAPER if default[k] != PAPER[k]}
-    assert changed == {"covariance_shrinkage"} and default.covariance_shrinkage == 0.5
+    assert changed == {"covariance_shrinkage", "image_gate"}
+    assert default.covariance_shrinkage == 0.5
+    assert (default.image_gate, default.gate_quantile, default.gate_window) == ("stream", 0.5, 100)
 
 
 def run_sweep(multirun, tmp_path, synthetic_root, sweep):
