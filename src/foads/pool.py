@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from foads.outputs.jobs import job_overrides
 from foads.outputs.tables import to_markdown
 
 # Method options that only change what the online update learns: offline and oracle jobs
@@ -70,17 +70,6 @@ class Record:
     summary: dict
 
 
-def _overrides(job_dir: Path) -> dict[str, str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return {}
-    out = {}
-    for line in yaml.safe_load(path.read_text()) or []:
-        key, _, value = str(line).lstrip("+~").partition("=")
-        out[key] = value
-    return out
-
-
 def _labels(overrides: dict[str, str]) -> tuple[str, str]:
     """(rule, base): the method and its options; the base leaves out the acceptance options."""
     method = overrides.get("method", "kng")
@@ -99,7 +88,7 @@ def find_records(roots: list[Path]) -> list[Record]:
             summary = json.loads(path.read_text())
             if "categories" not in summary:
                 continue  # a category's own summary inside a job
-            overrides = _overrides(path.parent)
+            overrides = job_overrides(path.parent)
             rule, base = _labels(overrides)
             seed = int(overrides.get("seed", 0))
             for category, cat in summary["categories"].items():

@@ -66,7 +66,7 @@ def _parse_overrides(lines: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _job_overrides(job_dir: Path) -> dict[str, str]:
+def job_overrides(job_dir: Path) -> dict[str, str]:
     path = job_dir / ".hydra" / "overrides.yaml"
     if not path.exists():
         return {}
@@ -118,7 +118,7 @@ def find_jobs(root: Path) -> tuple[list[str], list[Job]]:
         summary = json.loads(path.read_text()) if path.exists() else None
         if summary is not None and "categories" not in summary:
             continue  # a category's summary inside a job
-        job = Job(_job_overrides(job_dir), job_dir, summary)
+        job = Job(job_overrides(job_dir), job_dir, summary)
         if summary is None:
             job.error = _failure(job_dir)
         jobs.append(job)
