@@ -142,6 +142,7 @@ def run_category(
         mode=cfg.mode,
         session_size=protocol.session_size,
         sessions_csv=out_dir / "sessions.csv",
+        images_csv=out_dir / "images.csv",
         has_masks=data.has_masks,
         oracle_images=protocol.get("oracle_images", "all"),
         oracle_window=protocol.get("oracle_window", 100),

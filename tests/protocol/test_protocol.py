@@ -191,6 +191,53 @@ def test_sessions_hold_the_metrics_of_their_images(tmp_path, stream):
     )
 
 
+def test_images_csv_holds_every_scored_image_in_stream_order(tmp_path, stream):
+    _, evaluator = run_protocol(tmp_path, stream, "online", images_csv=tmp_path / "images.csv")
+    rows = list(csv.DictReader((tmp_path / "images.csv").open()))
+    assert [int(r["position"]) for r in rows] == list(range(len(stream)))
+    assert [r["path"] for r in rows] == [str(s.path) for s in stream]
+    assert [int(r["label"]) for r in rows] == [s.label for s in stream]
+    assert [float(r["image_score"]) for r in rows] == pytest.approx(evaluator.image_scores, 1e-5)
+    # RecordingMethod accepts all 16 patches of every image and has no image-level rule.
+    assert {(r["accepted_patches"], r["patches"], r["learned"]) for r in rows} == {("16", "16", "")}
+
+
+def test_images_csv_keeps_the_images_finished_before_a_crash(tmp_path, stream):
+    method = RecordingMethod()
+    calls = 0
+
+    def failing_update(images, scored, learn=None):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("out of memory")
+        return Updated(accepted=torch.ones(images.shape[0], 4, 4, dtype=torch.bool))
+
+    method.update = failing_update
+    evaluator = StreamingEvaluator(
+        stream,
+        lambda s: torch.zeros(16, 16, dtype=torch.bool),
+        images_csv=tmp_path / "images.csv",
+        session_size=4,
+        has_masks=False,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        callbacks=[evaluator],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    transform = ImageTransform(resize=16, crop=16)
+    trainer.fit(method, train_dataloaders=image_loader(stream[:2], transform, 3))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.test(method, dataloaders=image_loader(stream, transform, 3, True), verbose=False)
+    rows = list(csv.DictReader((tmp_path / "images.csv").open()))
+    assert [int(r["position"]) for r in rows] == [0, 1, 2, 3, 4, 5]  # two batches of three
+
+
 def test_unreadable_stream_image_is_skipped_and_counted(tmp_path, stream):
     stream[5].path.write_bytes(b"not a png")
     with pytest.warns(UserWarning, match="img005.png"):

@@ -42,6 +42,21 @@ SESSION_FIELDS = (
     "absorbed_anomalous_fraction",
     "seconds_per_image",
 )
+# One row per stream image, written as its batch is scored and learned from, so that a run
+# that stops early keeps every image it finished and any rule can be studied image by image.
+IMAGE_FIELDS = (
+    "position",
+    "path",
+    "region",
+    "defect_type",
+    "label",
+    "image_score",
+    "learned",  # the image gate let it through (empty: no image-level rule, or offline)
+    "accepted_patches",
+    "patches",
+    "anomalous_patches",
+    "absorbed_patches",
+)
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -59,6 +74,7 @@ class StreamingEvaluator(L.Callback):
         mode: str = "online",
         session_size: int = 10,
         sessions_csv: str | Path | None = None,
+        images_csv: str | Path | None = None,
         has_masks: bool = True,
         keep_last: int = 10,
         oracle_images: str = "all",
@@ -79,6 +95,7 @@ class StreamingEvaluator(L.Callback):
         self.mode = mode
         self.session_size = session_size
         self.sessions_csv = Path(sessions_csv) if sessions_csv else None
+        self.images_csv = Path(images_csv) if images_csv else None
         self.has_masks = has_masks
         self.keep_last = keep_last
         self.oracle_images = oracle_images
@@ -109,6 +126,10 @@ class StreamingEvaluator(L.Callback):
             self.sessions_csv.parent.mkdir(parents=True, exist_ok=True)
             with self.sessions_csv.open("w", newline="") as f:
                 csv.writer(f).writerow(SESSION_FIELDS)
+        if self.images_csv is not None:
+            self.images_csv.parent.mkdir(parents=True, exist_ok=True)
+            with self.images_csv.open("w", newline="") as f:
+                csv.writer(f).writerow(IMAGE_FIELDS)
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         _synchronize(pl_module.device)
@@ -140,9 +161,12 @@ class StreamingEvaluator(L.Callback):
         _synchronize(pl_module.device)
         elapsed = time.perf_counter() - self._t0
         self.compute_seconds += elapsed
-        accepted = None
+        accepted = learned = None
         if updated is not None and updated.accepted is not None:
             accepted = updated.accepted.detach().cpu()
+        if updated is not None and updated.accepted_images is not None:
+            learned = updated.accepted_images.detach().cpu().bool().tolist()
+        rows = []
         for j, position in enumerate(positions):
             sample = self.stream[position]
             mask = self.load_mask(sample).numpy()
@@ -153,8 +177,23 @@ class StreamingEvaluator(L.Callback):
             self.masks.append(mask)
             self.patch_stats.append(_patch_stats(accepted, j, mask))
             self.image_seconds.append(elapsed / len(positions))
+            rows.append(
+                [
+                    position,
+                    str(sample.path),
+                    "" if sample.region is None else " ".join(map(str, sample.region)),
+                    sample.defect_type,
+                    int(sample.label),
+                    f"{float(image_scores[j]):.6g}",
+                    "" if learned is None else int(learned[j]),
+                    *(self.patch_stats[-1] if accepted is not None else ("",) * 4),
+                ]
+            )
             if len(self.positions) - self._session_start == self.session_size:
                 self._close_session(trainer)
+        if self.images_csv is not None:
+            with self.images_csv.open("a", newline="") as f:
+                csv.writer(f).writerows(rows)
 
     def _oracle_labels(self, positions: list[int], image_scores: np.ndarray) -> torch.Tensor:
         """(B,) bool: the images the oracle learns from (good, and in its `oracle_images`)."""
