@@ -133,6 +133,26 @@ def test_patch_embedder_equals_resize_concat_then_select(random_resnet18):
     torch.testing.assert_close(embedder(images), full[:, embedder.channel_index])
 
 
+def test_patch_embedder_aggregation_is_a_neighbourhood_mean_at_each_maps_resolution(
+    random_resnet18,
+):
+    embedder = PatchEmbedder(random_resnet18, feature_dim=None, seed=0, aggregation=3)
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        maps = random_resnet18(images)
+    first = maps[0]  # stride 4: 16 x 16, the embedding grid itself, so no resizing
+    out = embedder(images)[:, : first.shape[1]]
+    # interior: the plain mean of the 3 x 3 block around (5, 7)
+    torch.testing.assert_close(out[0, :, 5, 7], first[0, :, 4:7, 6:9].mean(dim=(1, 2)))
+    # corner: the edge row and column count twice (replicated), the corner four times
+    c = first[0]
+    corner = (4 * c[:, 0, 0] + 2 * c[:, 0, 1] + 2 * c[:, 1, 0] + c[:, 1, 1]) / 9
+    torch.testing.assert_close(out[0, :, 0, 0], corner)
+    assert not torch.allclose(out, PatchEmbedder(random_resnet18, None)(images)[:, : c.shape[0]])
+    with pytest.raises(ValueError, match="aggregation"):
+        PatchEmbedder(random_resnet18, aggregation=2)
+
+
 def test_channel_subset_depends_only_on_seed(random_resnet18):
     first = PatchEmbedder(random_resnet18, seed=0).channel_index
     again = PatchEmbedder(random_resnet18, seed=0).channel_index

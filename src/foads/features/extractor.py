@@ -29,6 +29,10 @@ class PatchEmbedder(nn.Module):
     fixed random subset of ``feature_dim`` channels is kept. The subset is the buffer
     ``channel_index`` (drawn from ``seed``), so it travels with the state dict. The module
     is always in eval mode and has no trainable parameters.
+
+    ``aggregation`` p > 1 first averages each map over p x p neighbourhoods at its own
+    resolution (stride 1, edges padded by replication), as PatchCore aggregates local
+    neighbourhoods, so that a patch also describes its surroundings. 1 (the paper): off.
     """
 
     def __init__(
@@ -37,8 +41,14 @@ class PatchEmbedder(nn.Module):
         feature_dim: int | None = 100,
         feature_size: int | tuple[int, int] | None = None,
         seed: int = 0,
+        aggregation: int = 1,
     ) -> None:
         super().__init__()
+        if aggregation < 1 or aggregation % 2 == 0:
+            raise ValueError(
+                f"aggregation must be an odd neighbourhood size >= 1 (1 = off), got {aggregation}"
+            )
+        self.aggregation = aggregation
         self.backbone = backbone
         self.total_channels = sum(backbone.channels)
         self.feature_size = feature_size
@@ -86,6 +96,8 @@ class PatchEmbedder(nn.Module):
             if local.numel() == 0:
                 continue
             fmap = fmap.index_select(1, local)
+            if self.aggregation > 1:
+                fmap = _neighbourhood_mean(fmap, self.aggregation)
             if fmap.shape[-2:] != size:
                 fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
             parts.append(fmap)
@@ -94,3 +106,10 @@ class PatchEmbedder(nn.Module):
                 f"backbone returned {offset} channels, expected {self.total_channels}"
             )
         return torch.cat(parts, dim=1)
+
+
+def _neighbourhood_mean(fmap: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over size x size neighbourhoods, stride 1, the map's edges replicated."""
+    pad = size // 2
+    padded = F.pad(fmap, (pad, pad, pad, pad), mode="replicate")
+    return F.avg_pool2d(padded, size, stride=1)

@@ -72,6 +72,7 @@ class KNGModule(StreamingMethod):
         position_weight: float = 0.0,
         feature_dim: int = 100,
         feature_size: int | None = None,
+        aggregation: int = 1,
         sigma: float = 4.0,
         seed: int = 0,
     ) -> None:
@@ -87,7 +88,7 @@ class KNGModule(StreamingMethod):
             raise ValueError(f"gate_window must be at least 1 image, got {gate_window}")
         if reject_dilation < 0:
             raise ValueError(f"reject_dilation must be >= 0 patches, got {reject_dilation}")
-        self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed)
+        self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed, aggregation)
         self.model = KNGModel(
             num_nodes=num_nodes,
             epochs=epochs,
