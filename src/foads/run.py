@@ -27,6 +27,7 @@ from foads.data.transforms import ImageTransform, denormalise
 from foads.outputs.checkpoint import load_checkpoint, save_checkpoint
 from foads.outputs.plots import overlay_grid, session_curves
 from foads.outputs.tables import category_table, to_markdown, write_table
+from foads.protocol.drift import Drift
 from foads.protocol.evaluator import StreamingEvaluator
 from foads.protocol.inputs import FileInputs
 from foads.protocol.split import few_shot_split
@@ -87,6 +88,7 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
         "oracle_images": cfg.protocol.get("oracle_images", "all") if cfg.mode == "oracle" else None,
         "dataset": dataset_name.lower(),
         "backbone": cfg.backbone.name if backbone is not None else "none",
+        "drift": stream_drift(cfg.protocol).name,
         "categories": per_category,
         "mean": mean,
     }
@@ -133,6 +135,7 @@ def run_category(
         protocol.get("anomaly_rate"),
     )
     transform = ImageTransform(protocol.resize, protocol.crop)
+    drift = stream_drift(protocol)
     inputs = (open_inputs or _file_inputs)(category, data, transform, backbone)
     method = instantiate(cfg.method, **({} if backbone is None else {"backbone": inputs.backbone}))
 
@@ -146,6 +149,7 @@ def run_category(
         has_masks=data.has_masks,
         oracle_images=protocol.get("oracle_images", "all"),
         oracle_window=protocol.get("oracle_window", 100),
+        drift=drift,
     )
     loggers = [
         instantiate(conf, save_dir=str(out_dir), **_logger_names(name, cfg, category))
@@ -158,7 +162,7 @@ def run_category(
     start, fit_seconds = 0, 0.0
     if cfg.get("ckpt_path"):
         ckpt = load_checkpoint(cfg.ckpt_path, method.name)
-        _check_same_stream(ckpt["stream"], category, protocol, len(split.stream))
+        _check_same_stream(ckpt["stream"], category, protocol, len(split.stream), drift)
         method.load_stream_state(ckpt["state"])
         start = ckpt["stream"]["position"]
     else:
@@ -181,6 +185,8 @@ def run_category(
         skip_unreadable=True,
         offset=start,
         num_workers=protocol.num_workers,
+        drift=drift if drift.active else None,
+        stream_length=len(split.stream),
     )
     trainer.test(method, dataloaders=stream, verbose=False)
 
@@ -197,6 +203,8 @@ def run_category(
         model_state_bytes_start=bytes_start,
         state_grew=bytes_end > bytes_start,
         initial_parameters=initial_parameters,
+        drift=drift.name,
+        drift_strength=drift.strength if drift.active else 0.0,
         **method.state_summary(),
     )
     if cfg.get("save_checkpoint", True):
@@ -204,7 +212,7 @@ def run_category(
     (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     if evaluator.sessions:
         session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
-        _overlays(evaluator, split.stream, transform, out_dir)
+        _overlays(evaluator, split.stream, transform, out_dir, drift)
     for logger in trainer.loggers:
         _log_results(logger, out_dir, summary, evaluator.sessions)
     return summary, evaluator.sessions
@@ -216,6 +224,19 @@ OpenInputs = Callable[[str, CategoryData, ImageTransform, "torch.nn.Module | Non
 
 def _file_inputs(category, data, transform, backbone) -> FileInputs:
     return FileInputs(transform, backbone)
+
+
+def stream_drift(protocol) -> Drift:
+    """The protocol's drift scenario (`protocol.drift`; none when absent), seeded by the
+    stream seed so that one seed gives one drifted stream."""
+    conf = protocol.get("drift") or {}
+    return Drift(
+        name=conf.get("name", "none"),
+        strength=conf.get("strength", 1.0),
+        change_at=conf.get("change_at", 0.5),
+        period=conf.get("period", 50),
+        seed=protocol.stream_seed,
+    )
 
 
 def _save_checkpoint(cfg, method, category: str, out_dir: Path, end: int, length: int) -> None:
@@ -232,16 +253,22 @@ def _save_checkpoint(cfg, method, category: str, out_dir: Path, end: int, length
             "stream_seed": protocol.stream_seed,
             "shots": protocol.shots,
             "stream_length": length,
+            "drift": stream_drift(protocol).describe(),
         },
     )
 
 
-def _overlays(evaluator, stream, transform, out_dir: Path) -> None:
-    """overlays.png of the last session's images, and maps.npz: the same images, masks and
-    maps as arrays, so that a report can set methods side by side without re-running them."""
+def _overlays(evaluator, stream, transform, out_dir: Path, drift: Drift) -> None:
+    """overlays.png of the last session's images (as the method saw them, drifted), and
+    maps.npz: the same images, masks and maps as arrays, so that a report can set methods
+    side by side without re-running them."""
     last = evaluator.last_session()
     images = [
-        denormalise(transform(load_sample_image(stream[p]))).permute(1, 2, 0).numpy()
+        denormalise(
+            drift.image(transform(load_sample_image(stream[p])), drift.amount(p, len(stream)))
+        )
+        .permute(1, 2, 0)
+        .numpy()
         for p in last["positions"]
     ]
     captions = [f"#{p} {stream[p].defect_type}" for p in last["positions"]]
@@ -300,14 +327,17 @@ def _logger_names(name: str, cfg: DictConfig, category: str) -> dict:
     return names
 
 
-def _check_same_stream(saved: dict, category: str, protocol, length: int) -> None:
+def _check_same_stream(saved: dict, category: str, protocol, length: int, drift: Drift) -> None:
     now = {
         "category": category,
         "split_seed": protocol.split_seed,
         "stream_seed": protocol.stream_seed,
         "shots": protocol.shots,
         "stream_length": length,
+        "drift": drift.describe(),
     }
+    if "drift" not in saved and not drift.active:  # checkpoints made before drift existed
+        now.pop("drift")
     diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
     if diff:
         raise ValueError(

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from foads.data.sample import Sample
 from foads.metrics import auroc, pro_score
+from foads.protocol.drift import Drift
 from foads.protocol.method import Scored, StreamingMethod
 
 # oracle: online, but learning only from images whose ground truth is good. It uses labels,
@@ -41,6 +42,7 @@ SESSION_FIELDS = (
     "accepted_fraction",
     "absorbed_anomalous_fraction",
     "seconds_per_image",
+    "drift_level",
 )
 # One row per stream image, written as its batch is scored and learned from, so that a run
 # that stops early keeps every image it finished and any rule can be studied image by image.
@@ -49,6 +51,7 @@ IMAGE_FIELDS = (
     "path",
     "region",
     "defect_type",
+    "drift_level",
     "label",
     "image_score",
     "learned",  # the image gate let it through (empty: no image-level rule, or offline)
@@ -79,6 +82,7 @@ class StreamingEvaluator(L.Callback):
         keep_last: int = 10,
         oracle_images: str = "all",
         oracle_window: int = 100,
+        drift: Drift | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -100,12 +104,15 @@ class StreamingEvaluator(L.Callback):
         self.keep_last = keep_last
         self.oracle_images = oracle_images
         self.oracle_window = oracle_window
+        # The stream's drift: masks move with their drifted images; each image's level is kept.
+        self.drift = drift or Drift()
         self.reset()
 
     def reset(self) -> None:
         self.positions: list[int] = []
         self.image_scores: list[float] = []
         self.labels: list[int] = []
+        self.drift_levels: list[float] = []
         self.maps: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
         self.patch_stats: list[
@@ -169,8 +176,11 @@ class StreamingEvaluator(L.Callback):
         rows = []
         for j, position in enumerate(positions):
             sample = self.stream[position]
-            mask = self.load_mask(sample).numpy()
+            level = self.drift.level(position, len(self.stream))
+            amount = self.drift.amount(position, len(self.stream))
+            mask = self.drift.mask(self.load_mask(sample), amount).numpy()
             self.positions.append(position)
+            self.drift_levels.append(level if self.drift.active else 0.0)
             self.image_scores.append(float(image_scores[j]))
             self.labels.append(int(sample.label))
             self.maps.append(maps[j])
@@ -183,6 +193,7 @@ class StreamingEvaluator(L.Callback):
                     str(sample.path),
                     "" if sample.region is None else " ".join(map(str, sample.region)),
                     sample.defect_type,
+                    f"{self.drift_levels[-1]:.4g}",
                     int(sample.label),
                     f"{float(image_scores[j]):.6g}",
                     "" if learned is None else int(learned[j]),
@@ -226,6 +237,7 @@ class StreamingEvaluator(L.Callback):
         row.update(self._pixel_metrics(lo, hi))
         row.update(self._patch_fractions(lo, hi))
         row["seconds_per_image"] = float(np.mean(self.image_seconds[lo:hi]))
+        row["drift_level"] = float(np.mean(self.drift_levels[lo:hi]))
         self.sessions.append(row)
         if self.sessions_csv is not None:
             with self.sessions_csv.open("a", newline="") as f:

@@ -18,6 +18,7 @@ from foads.data.images import load_sample_mask
 from foads.data.sample import Sample
 from foads.data.transforms import ImageTransform
 from foads.features.cache import CachedBackbone, CachedImages, FeatureCache
+from foads.protocol.drift import Drift
 from foads.protocol.stream import ImageSequence, sequence_loader
 
 
@@ -35,14 +36,24 @@ class FileInputs:
         skip_unreadable: bool = False,
         offset: int = 0,
         num_workers: int = 0,
+        drift: Drift | None = None,
+        stream_length: int | None = None,
     ) -> DataLoader:
         """Batches of the samples from position `offset` on; with `skip_unreadable`, an
-        image that cannot be read is dropped from its batch (and listed) instead of raising."""
-        sequence = self.sequence(samples, skip_unreadable, offset)
+        image that cannot be read is dropped from its batch (and listed) instead of raising;
+        with a `drift`, each image drifted by its position in a stream of `stream_length`."""
+        sequence = self.sequence(samples, skip_unreadable, offset, drift, stream_length)
         return sequence_loader(sequence, batch_size, num_workers)
 
-    def sequence(self, samples: Sequence[Sample], skip_unreadable: bool, offset: int) -> Dataset:
-        return ImageSequence(samples, self.transform, skip_unreadable, offset)
+    def sequence(
+        self,
+        samples: Sequence[Sample],
+        skip_unreadable: bool,
+        offset: int,
+        drift: Drift | None = None,
+        stream_length: int | None = None,
+    ) -> Dataset:
+        return ImageSequence(samples, self.transform, skip_unreadable, offset, drift, stream_length)
 
     def ground_truth(self, sample: Sample) -> torch.Tensor:
         """(crop, crop) bool: the mask with the image's resize and crop (all False if none)."""
@@ -60,7 +71,19 @@ class CachedInputs(FileInputs):
         super().__init__(transform, CachedBackbone(backbone, cache))
         self.cache = cache
 
-    def sequence(self, samples: Sequence[Sample], skip_unreadable: bool, offset: int) -> Dataset:
+    def sequence(
+        self,
+        samples: Sequence[Sample],
+        skip_unreadable: bool,
+        offset: int,
+        drift: Drift | None = None,
+        stream_length: int | None = None,
+    ) -> Dataset:
+        if drift is not None and drift.active:
+            raise ValueError(
+                f"the replay caches the backbone maps of undrifted images; protocol.drift="
+                f"{drift.name} needs `python -m foads.run`"
+            )
         # Images unreadable when the cache was made are always skipped, as a run's stream does.
         return CachedImages(samples, self.cache, self.transform.crop, offset)
 

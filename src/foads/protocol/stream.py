@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from foads.data.errors import ImageReadError
 from foads.data.images import load_sample_image
 from foads.data.sample import Sample
+from foads.protocol.drift import Drift
 
 
 class ImageSequence(Dataset):
@@ -22,6 +23,8 @@ class ImageSequence(Dataset):
 
     With `skip_unreadable`, an image that cannot be read becomes {"index", "error"} and the
     collate function drops it from the batch (the stream goes on); otherwise it raises.
+    With a `drift`, the image at stream position i is drifted to `drift.amount(i,
+    stream_length)` (the stream only: the shots are read without one).
     """
 
     def __init__(
@@ -30,11 +33,15 @@ class ImageSequence(Dataset):
         transform: Callable,
         skip_unreadable: bool = False,
         offset: int = 0,
+        drift: Drift | None = None,
+        stream_length: int | None = None,
     ) -> None:
         self.samples = list(samples)
         self.transform = transform
         self.skip_unreadable = skip_unreadable
         self.offset = offset
+        self.drift = drift
+        self.stream_length = len(self.samples) if stream_length is None else stream_length
 
     def __len__(self) -> int:
         return len(self.samples) - self.offset
@@ -47,6 +54,8 @@ class ImageSequence(Dataset):
             if not self.skip_unreadable:
                 raise
             return {"index": index, "error": str(err)}
+        if self.drift is not None:
+            image = self.drift.image(image, self.drift.amount(index, self.stream_length))
         return {"image": image, "index": index}
 
 
