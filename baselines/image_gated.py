@@ -95,6 +95,10 @@ class ImageGatedMethod(StreamingMethod):
         accepted = keep[:, None, None].expand(b, h, w).cpu()
         return Updated(accepted=accepted, accepted_images=keep.cpu())
 
+    def decision_threshold(self) -> float | None:
+        """The image gate from the shots' leave-one-out scores (fixed over the stream)."""
+        return float(self.threshold) if torch.isfinite(self.threshold) else None
+
     # --------------------------------------------------------------- state (self.model)
     def stream_state(self) -> dict:
         return {"model": self.model.state_dict(), "threshold": self.threshold}

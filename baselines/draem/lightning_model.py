@@ -164,5 +164,8 @@ class DRAEMModule(StreamingMethod):
         self.threshold = state["threshold"].to(self.threshold.device)
         self.model.eval()
 
+    def decision_threshold(self) -> float | None:
+        return float(self.threshold) if torch.isfinite(self.threshold) else None
+
     def state_summary(self) -> dict:
         return {"gate_threshold": float(self.threshold)}

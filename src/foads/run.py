@@ -27,6 +27,7 @@ from foads.data.transforms import ImageTransform, denormalise
 from foads.outputs.checkpoint import load_checkpoint, save_checkpoint
 from foads.outputs.plots import overlay_grid, session_curves
 from foads.outputs.tables import category_table, to_markdown, write_table
+from foads.protocol.calibration import held_out_shot_scores, shots_threshold
 from foads.protocol.drift import Drift
 from foads.protocol.evaluator import StreamingEvaluator
 from foads.protocol.inputs import FileInputs
@@ -137,7 +138,13 @@ def run_category(
     transform = ImageTransform(protocol.resize, protocol.crop)
     drift = stream_drift(protocol)
     inputs = (open_inputs or _file_inputs)(category, data, transform, backbone)
-    method = instantiate(cfg.method, **({} if backbone is None else {"backbone": inputs.backbone}))
+    method_kwargs = {} if backbone is None else {"backbone": inputs.backbone}
+    method = instantiate(cfg.method, **method_kwargs)
+    ckpt = load_checkpoint(cfg.ckpt_path, method.name) if cfg.get("ckpt_path") else None
+    if ckpt is not None and "shots_threshold" in ckpt["stream"]:
+        threshold = ckpt["stream"]["shots_threshold"]
+    else:
+        threshold = _shots_threshold(cfg, inputs, split.shots, method_kwargs)
 
     evaluator = StreamingEvaluator(
         split.stream,
@@ -150,6 +157,7 @@ def run_category(
         oracle_images=protocol.get("oracle_images", "all"),
         oracle_window=protocol.get("oracle_window", 100),
         drift=drift,
+        shots_threshold=threshold,
     )
     loggers = [
         instantiate(conf, save_dir=str(out_dir), **_logger_names(name, cfg, category))
@@ -160,8 +168,7 @@ def run_category(
         logger.log_hyperparams(_hyperparameters(cfg, category))
 
     start, fit_seconds = 0, 0.0
-    if cfg.get("ckpt_path"):
-        ckpt = load_checkpoint(cfg.ckpt_path, method.name)
+    if ckpt is not None:
         _check_same_stream(ckpt["stream"], category, protocol, len(split.stream), drift)
         method.load_stream_state(ckpt["state"])
         start = ckpt["stream"]["position"]
@@ -208,7 +215,7 @@ def run_category(
         **method.state_summary(),
     )
     if cfg.get("save_checkpoint", True):
-        _save_checkpoint(cfg, method, category, out_dir, end, len(split.stream))
+        _save_checkpoint(cfg, method, category, out_dir, end, len(split.stream), threshold)
     (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     if evaluator.sessions:
         session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
@@ -239,7 +246,28 @@ def stream_drift(protocol) -> Drift:
     )
 
 
-def _save_checkpoint(cfg, method, category: str, out_dir: Path, end: int, length: int) -> None:
+def _shots_threshold(cfg, inputs, shots, method_kwargs) -> float | None:
+    """The decision threshold from held-out shots (protocol/calibration.py); None when
+    `protocol.decision_folds` is null."""
+    folds = cfg.protocol.get("decision_folds")
+    if folds is None:
+        return None
+    batch_size = cfg.protocol.batch_size
+    scores = held_out_shot_scores(
+        make_method=lambda: instantiate(cfg.method, **method_kwargs),
+        make_trainer=lambda: instantiate(
+            cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False
+        ),
+        loader=lambda samples: inputs.loader(samples, batch_size),
+        shots=shots,
+        folds=folds,
+    )
+    return shots_threshold(scores, cfg.protocol.get("decision_quantile", 1.0))
+
+
+def _save_checkpoint(
+    cfg, method, category: str, out_dir: Path, end: int, length: int, threshold: float | None
+) -> None:
     """checkpoint.pt: the method's stream state and where in which stream it stopped."""
     protocol = cfg.protocol
     save_checkpoint(
@@ -254,6 +282,7 @@ def _save_checkpoint(cfg, method, category: str, out_dir: Path, end: int, length
             "shots": protocol.shots,
             "stream_length": length,
             "drift": stream_drift(protocol).describe(),
+            "shots_threshold": threshold,
         },
     )
 

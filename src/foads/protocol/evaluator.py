@@ -43,6 +43,10 @@ SESSION_FIELDS = (
     "absorbed_anomalous_fraction",
     "seconds_per_image",
     "drift_level",
+    "fpr_at_shots",
+    "recall_at_shots",
+    "fpr_at_own",
+    "recall_at_own",
 )
 # One row per stream image, written as its batch is scored and learned from, so that a run
 # that stops early keeps every image it finished and any rule can be studied image by image.
@@ -54,6 +58,7 @@ IMAGE_FIELDS = (
     "drift_level",
     "label",
     "image_score",
+    "own_threshold",  # the method's own image threshold when it scored this image (if any)
     "learned",  # the image gate let it through (empty: no image-level rule, or offline)
     "accepted_patches",
     "patches",
@@ -83,6 +88,7 @@ class StreamingEvaluator(L.Callback):
         oracle_images: str = "all",
         oracle_window: int = 100,
         drift: Drift | None = None,
+        shots_threshold: float | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -106,6 +112,9 @@ class StreamingEvaluator(L.Callback):
         self.oracle_window = oracle_window
         # The stream's drift: masks move with their drifted images; each image's level is kept.
         self.drift = drift or Drift()
+        # Decisions: an image is flagged when its score exceeds the threshold fixed from the
+        # shots (protocol/calibration.py), or the method's own threshold of that moment.
+        self.shots_threshold = shots_threshold
         self.reset()
 
     def reset(self) -> None:
@@ -113,6 +122,7 @@ class StreamingEvaluator(L.Callback):
         self.image_scores: list[float] = []
         self.labels: list[int] = []
         self.drift_levels: list[float] = []
+        self.own_thresholds: list[float] = []
         self.maps: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
         self.patch_stats: list[
@@ -158,6 +168,8 @@ class StreamingEvaluator(L.Callback):
         maps = outputs.anomaly_maps.detach().float().cpu().numpy()
         image_scores = outputs.image_scores.detach().float().cpu().numpy()
         positions = batch["index"].tolist()
+        own = pl_module.decision_threshold()
+        own = math.nan if own is None else float(own)
         updated = None
         if self.mode == "online":
             updated = pl_module.update(batch["image"], outputs)
@@ -181,6 +193,7 @@ class StreamingEvaluator(L.Callback):
             mask = self.drift.mask(self.load_mask(sample), amount).numpy()
             self.positions.append(position)
             self.drift_levels.append(level if self.drift.active else 0.0)
+            self.own_thresholds.append(own)
             self.image_scores.append(float(image_scores[j]))
             self.labels.append(int(sample.label))
             self.maps.append(maps[j])
@@ -196,6 +209,7 @@ class StreamingEvaluator(L.Callback):
                     f"{self.drift_levels[-1]:.4g}",
                     int(sample.label),
                     f"{float(image_scores[j]):.6g}",
+                    "" if math.isnan(own) else f"{own:.6g}",
                     "" if learned is None else int(learned[j]),
                     *(self.patch_stats[-1] if accepted is not None else ("",) * 4),
                 ]
@@ -238,6 +252,7 @@ class StreamingEvaluator(L.Callback):
         row.update(self._patch_fractions(lo, hi))
         row["seconds_per_image"] = float(np.mean(self.image_seconds[lo:hi]))
         row["drift_level"] = float(np.mean(self.drift_levels[lo:hi]))
+        row.update(self._decisions(lo, hi))
         self.sessions.append(row)
         if self.sessions_csv is not None:
             with self.sessions_csv.open("a", newline="") as f:
@@ -294,7 +309,30 @@ class StreamingEvaluator(L.Callback):
         else:
             out["stream_pixel_auroc"] = out["stream_pro"] = math.nan
         out.update(self._patch_fractions(0, n))
+        out.update(self._decisions(0, n))
+        out["shots_threshold"] = (
+            math.nan if self.shots_threshold is None else float(self.shots_threshold)
+        )
+        start = sum(s["images"] for s in sessions[: len(sessions) // 2])
+        late_decisions = self._decisions(start, n)
+        out["last_half_fpr_at_shots"] = late_decisions["fpr_at_shots"]
+        out["last_half_recall_at_shots"] = late_decisions["recall_at_shots"]
         return out
+
+    def _decisions(self, lo: int, hi: int) -> dict:
+        """FPR (good images flagged) and recall (defective images flagged) of images lo..hi
+        at the shots' threshold and at the method's own threshold of each moment."""
+        scores = np.array(self.image_scores[lo:hi])
+        labels = np.array(self.labels[lo:hi], dtype=bool)
+        shots = math.nan if self.shots_threshold is None else self.shots_threshold
+        out = {}
+        for name, threshold in (("shots", shots), ("own", np.array(self.own_thresholds[lo:hi]))):
+            known = ~np.isnan(np.broadcast_to(threshold, scores.shape))
+            flagged = scores > threshold
+            good, bad = known & ~labels, known & labels
+            out[f"fpr_at_{name}"] = flagged[good].mean() if good.any() else math.nan
+            out[f"recall_at_{name}"] = flagged[bad].mean() if bad.any() else math.nan
+        return {k: float(v) for k, v in out.items()}
 
     def last_session(self) -> dict:
         """Positions, maps and masks of the last images, for the overlay figure."""

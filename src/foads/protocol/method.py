@@ -70,6 +70,15 @@ class StreamingMethod(L.LightningModule):
     def score(self, images: torch.Tensor) -> Scored:
         raise NotImplementedError
 
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Image scores only (the protocol's calibration on held-out shots)."""
+        return self.score(batch["image"]).image_scores
+
+    def decision_threshold(self) -> float | None:
+        """The method's own current image threshold, if it keeps one that adapts online
+        (e.g. K-NG's stream gate); None otherwise. Read before each batch is scored."""
+        return None
+
     def update(
         self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
     ) -> Updated:

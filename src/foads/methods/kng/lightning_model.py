@@ -298,6 +298,12 @@ class KNGModule(StreamingMethod):
         self.gate = (quantile * self.gate_margin).to(self.gate)  # as for `shots`: margin in
         return accepted_images(image_scores, self.gate)
 
+    def decision_threshold(self) -> float | None:
+        """The image gate as it stands (for `stream`: after the last batch), if one is set."""
+        if self.image_gate is None or not torch.isfinite(self.gate):
+            return None
+        return float(self.gate)
+
     # ---------------------------------------------------------------- state
     def stream_state(self) -> dict:
         return {
