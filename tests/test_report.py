@@ -259,3 +259,28 @@ def test_each_smoke_sweep_runs_and_reports_its_ablation(
         assert table[0] == [key.split(".")[-1], *labels]
         assert table[3][1:] == [f"{100 * by_value[v]['pro']:.1f}" for v in labels]
     assert "hyperparameters.png" in {p.name for p in made["figures"]}
+
+
+def test_drift_smoke_sweep_reports_decisions_and_drift_figures(tmp_path, multirun, synthetic_root):
+    multirun(tmp_path / "sweep", synthetic_root, "sweep=drift_smoke")
+    made = report(tmp_path / "sweep", tmp_path / "report")
+    summaries = {}
+    for path in (tmp_path / "sweep").glob("*/summary.json"):
+        s = json.loads(path.read_text())
+        summaries[(s["drift"], s["mode"])] = s
+    assert sorted(summaries) == [
+        (d, m) for d in ("abrupt", "illumination", "none") for m in ("offline", "online")
+    ]
+    # the shots are never drifted: every offline job fits the same model, so decides at the
+    # same threshold, and scores the stream's first (undrifted) images alike
+    thresholds = {round(s["shots_threshold"], 6) for s in summaries.values()}
+    assert len(thresholds) == 1
+    header, *rows = made["payoff"]
+    assert header[-3:] == ["FPR@shots", "recall@shots", "last-half FPR@shots"]
+    by_label = {r[0]: r for r in rows}
+    for (drift, mode), s in summaries.items():
+        label = next(lab for lab in by_label if drift in lab and mode in lab)
+        assert by_label[label][-3] == f"{100 * s['fpr_at_shots']:.1f}"
+    names = {p.name for p in made["figures"]}
+    assert {"drift_abrupt.png", "drift_illumination.png"} <= names
+    assert "drift_none.png" not in names

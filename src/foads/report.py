@@ -13,6 +13,8 @@ Prints and writes to `<dir>/report/` (or `--out`):
 - `sessions_image.png`, `sessions_pixel.png`, `sessions_pro.png`: per-session curves, a panel
   per category and a line per setting (Figure 6);
 - `maps_<category>.png`: every setting's anomaly maps on the same stream images (Figure 10);
+- `drift_<scenario>.png` for drifted streams: image AUROC and the false-positive rate at the
+  shots' threshold per session against stream position, a line per mode, the drift shaded;
 - `failures.txt`: the jobs without a summary and why.
 
 It never re-runs a model: every number is a job's summary.json value (or their mean).
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from foads.outputs.jobs import find_jobs, group_settings
 from foads.outputs.report_figures import (
+    drift_curves,
     hyperparameter_curves,
     method_grid,
     session_curves_by_setting,
@@ -86,6 +89,7 @@ def report(root: Path, out_dir: Path | None = None, figures: bool = True) -> dic
         if key is not None:
             made["figures"].append(hyperparameter_curves(settings, key, out_dir))
         made["figures"] += method_grid(settings, out_dir)
+        made["figures"] += drift_curves(settings, out_dir)
     made["text"] = "\n".join(text)
     made["out_dir"] = out_dir
     return made

@@ -252,6 +252,9 @@ def _shots_threshold(cfg, inputs, shots, method_kwargs) -> float | None:
     folds = cfg.protocol.get("decision_folds")
     if folds is None:
         return None
+    if len(shots) < 2:
+        log.warning("%d shot(s): no held-out shot to fix a decision threshold from", len(shots))
+        return None
     batch_size = cfg.protocol.batch_size
     scores = held_out_shot_scores(
         make_method=lambda: instantiate(cfg.method, **method_kwargs),

@@ -50,6 +50,76 @@ def _mean_series(setting: Setting, category: str, key: str) -> np.ndarray:
         return np.nanmean(np.stack([s[:n] for s in series]), axis=0)
 
 
+def _shade_drift(ax, positions: np.ndarray, level: np.ndarray) -> None:
+    """The drift level (0..1) of each session as a grey band behind the curves."""
+    if not level.size or not np.nanmax(level) > 0:
+        return
+    band = ax.twinx()
+    band.fill_between(positions, level, step="mid", color="grey", alpha=0.18, linewidth=0)
+    band.set_ylim(0, 1)
+    band.set_yticks([])
+    ax.set_zorder(band.get_zorder() + 1)
+    ax.patch.set_visible(False)
+
+
+def scenario(setting: Setting) -> str:
+    """The drift scenario of a setting: swept, or as its jobs' summaries record it."""
+    name = setting.values.get("protocol.drift.name")
+    if name is None and setting.finished:
+        name = setting.finished[0].summary.get("drift")
+    return name or "none"
+
+
+def drift_curves(settings: list[Setting], out_dir: Path) -> list[Path]:
+    """drift_<scenario>.png for every drifting scenario: per category, image AUROC and the
+    false-positive rate at the shots' threshold per session against stream position, a line
+    per mode (offline / online / oracle, mean over seeds), the drift level shaded."""
+    paths = []
+    by_scenario: dict[str, list[Setting]] = {}
+    for s in settings:
+        if s.finished:
+            by_scenario.setdefault(scenario(s), []).append(s)
+    for name, group in sorted(by_scenario.items()):
+        levels = [
+            session_series(j, c, "drift_level")
+            for s in group
+            for j in s.finished
+            for c in categories([s])
+        ]
+        if name == "none" or not any(v.size and np.nanmax(v) > 0 for v in levels):
+            continue
+        cats = categories(group)
+        fig, axes = plt.subplots(2, len(cats), figsize=(4 * len(cats), 5.2), squeeze=False)
+        for col, cat in enumerate(cats):
+            for row, (label, key, scale) in enumerate(
+                (
+                    ("Image AUROC %", "image_auroc", 100),
+                    ("FPR at shots' threshold %", "fpr_at_shots", 100),
+                )
+            ):
+                ax = axes[row, col]
+                x = level = np.array([])
+                for s in group:
+                    y = _mean_series(s, cat, key) * scale
+                    if not y.size:
+                        continue
+                    x = _mean_series(s, cat, "first_position")[: y.size]
+                    level = _mean_series(s, cat, "drift_level")[: y.size]
+                    mode = s.values.get("mode") or s.finished[0].summary.get("mode")
+                    ax.plot(x, y, marker="o", markersize=2, label=mode)
+                _shade_drift(ax, x, level)
+                ax.set_ylabel(label, fontsize=8)
+                ax.grid(alpha=0.3)
+                if row == 0:
+                    ax.set_title(cat, fontsize=9)
+                else:
+                    ax.set_xlabel("stream position (first image of the session)", fontsize=8)
+        axes[0, 0].legend(fontsize=7)
+        fig.suptitle(f"drift: {name} (grey: drift level)")
+        paths.append(_save(fig, out_dir / f"drift_{name}.png"))
+    return paths
+
+
 def session_curves_by_setting(settings: list[Setting], out_dir: Path) -> list[Path]:
     """sessions_<metric>.png: a panel per category, a line per setting (mean over seeds)."""
     cats = categories(settings)
@@ -66,6 +136,11 @@ def session_curves_by_setting(settings: list[Setting], out_dir: Path) -> list[Pa
             ax.set_title(cat, fontsize=9)
             ax.set_xlabel("session", fontsize=8)
             ax.grid(alpha=0.3)
+            level = next(
+                (v for v in (_mean_series(s, cat, "drift_level") for s in settings) if v.size),
+                np.array([]),
+            )
+            _shade_drift(ax, np.arange(1, level.size + 1), level)
         for ax in list(axes.flat)[len(cats) :]:
             ax.axis("off")
         axes.flat[0].set_ylabel(f"{name} %")

@@ -180,6 +180,10 @@ PAYOFF = (
     ("last-half PRO", "last_half_pro"),
     ("accepted", "accepted_fraction"),
     ("absorbed anomalous", "absorbed_anomalous_fraction"),
+    # Decisions at the threshold fixed from the shots (protocol/calibration.py).
+    ("FPR@shots", "fpr_at_shots"),
+    ("recall@shots", "recall_at_shots"),
+    ("last-half FPR@shots", "last_half_fpr_at_shots"),
 )
 
 
