@@ -170,3 +170,31 @@ def test_the_replay_refuses_a_drift(make_cfg, tmp_path):
     cfg = _offline(make_cfg, tmp_path, "colour", f"replay.cache_dir={tmp_path / 'cache'}")
     with pytest.raises(ValueError, match="undrifted.*colour.*foads.run"):
         run(cfg, open_inputs=CacheOpener(cfg))
+
+
+def test_a_checkpoint_resumes_only_the_same_drifted_stream(make_cfg, tmp_path):
+    first = make_cfg(
+        "dataset.category=gravel",
+        "protocol.drift.name=defocus",
+        "protocol.max_stream_images=8",
+        "protocol.decision_folds=null",
+        out=tmp_path / "first",
+    )
+    run(first)
+    ckpt = tmp_path / "first" / "checkpoint.pt"
+    with pytest.raises(ValueError, match="drift"):
+        run(make_cfg("dataset.category=gravel", f"ckpt_path={ckpt}", out=tmp_path / "other"))
+    resumed = run(
+        make_cfg(
+            "dataset.category=gravel",
+            "protocol.drift.name=defocus",
+            f"ckpt_path={ckpt}",
+            "protocol.decision_folds=null",
+            out=tmp_path / "resumed",
+        )
+    )
+    rows = list(csv.DictReader((tmp_path / "resumed" / "images.csv").open()))
+    levels = [float(r["drift_level"]) for r in rows]
+    # the resumed images keep the levels of their positions in the whole stream
+    assert int(rows[0]["position"]) == 8 and levels[-1] == 1.0
+    assert levels[0] == pytest.approx(8 / (resumed["stream_length"] - 1), abs=1e-3)
