@@ -8,6 +8,9 @@ split, stream, method code, evaluator and outputs (summary.json, sessions.csv, t
 With `replay.dtype=float32` (the default) the maps are the backbone's own, so a replay
 gives the run's numbers; `float16` halves the cache at a small cost in agreement.
 
+A drifted stream (`protocol.drift`) gets a cache of its own: one backbone pass over the
+stream images as the run drifts them, one file per scenario, strength and stream order.
+
 Methods that learn their own networks (DRAEM) have no backbone maps to cache.
 """
 
@@ -20,12 +23,14 @@ import logging
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from foads.data.sample import CategoryData
 from foads.data.transforms import ImageTransform
 from foads.features.cache import FeatureCache, build_cache, sample_key
+from foads.protocol.drift import Drift
 from foads.protocol.inputs import CachedInputs, FileInputs
 from foads.run import CONF_DIR, run_job
 
@@ -77,7 +82,45 @@ class CacheOpener:
         with open(path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             cache = self._cache(path, category, samples, transform, backbone)
-        return CachedInputs(transform, backbone, cache)
+
+        def drifted(stream: list, drift: Drift, length: int) -> FeatureCache:
+            return self._drifted(category, stream, drift, length, transform, backbone)
+
+        return CachedInputs(transform, backbone, cache, drifted)
+
+    def _drifted(self, category, stream, drift, length, transform, backbone) -> FeatureCache:
+        """The maps of a drifted stream: one backbone pass over the stream's images as the
+        run drifts them (each by its position), cached under the drift and the stream order
+        (so one file per scenario, strength and seed); masks are the undrifted ones (the
+        evaluator moves them with the drift, as in a run)."""
+        key = {
+            "cache": self.digest,
+            "drift": drift.describe(),
+            "length": length,
+            "stream": [sample_key(s) for s in stream],
+        }
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        path = self.path(category).with_name(
+            f"{self.backbone_name}-{self.digest[:12]}-{drift.name}-{digest}.pt"
+        )
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.is_file():
+                return FeatureCache.load(path)
+            files = FileInputs(transform, backbone)
+            log.info("caching the %s-drifted stream of %s into %s", drift.name, category, path)
+            cache = build_cache(
+                stream,
+                backbone,
+                lambda s: files.loader(
+                    s, self.batch_size, skip_unreadable=True, drift=drift, stream_length=length
+                ),
+                lambda s: torch.zeros(1, 1, dtype=torch.bool),  # masks: from the main cache
+                self.dtype,
+                {**key, "category": category, "path": str(path)},
+            )
+            cache.save(path)
+            return cache
 
     def _cache(self, path: Path, category: str, samples: list, transform, backbone):
         """The category's cache from disk, or made now (and written) if absent or stale."""

@@ -166,10 +166,21 @@ def test_strength_zero_runs_exactly_the_undrifted_protocol(make_cfg, tmp_path):
         assert zero[key] == base[key], key
 
 
-def test_the_replay_refuses_a_drift(make_cfg, tmp_path):
-    cfg = _offline(make_cfg, tmp_path, "colour", f"replay.cache_dir={tmp_path / 'cache'}")
-    with pytest.raises(ValueError, match="undrifted.*colour.*foads.run"):
-        run(cfg, open_inputs=CacheOpener(cfg))
+def test_a_drifted_replay_gives_the_drifted_runs_numbers(make_cfg, tmp_path):
+    over = ("protocol.drift.name=geometry", "protocol.drift.strength=2.0", "mode=online")
+    real = run(make_cfg("dataset.category=gravel", *over, out=tmp_path / "real"))
+    cfg = make_cfg(
+        "dataset.category=gravel",
+        *over,
+        f"replay.cache_dir={tmp_path / 'cache'}",
+        out=tmp_path / "replay",
+    )
+    replayed = run(cfg, open_inputs=CacheOpener(cfg))
+    for key in ("image_auroc", "stream_image_auroc", "pixel_auroc", "pro", "fpr_at_shots"):
+        assert replayed[key] == pytest.approx(real[key], abs=1e-4), key
+    # one cache for the category, one for its geometry-drifted stream
+    files = sorted(p.name for p in (tmp_path / "cache").rglob("*.pt"))
+    assert len(files) == 2 and sum("-geometry-" in f for f in files) == 1
 
 
 def test_a_checkpoint_resumes_only_the_same_drifted_stream(make_cfg, tmp_path):

@@ -132,13 +132,30 @@ class CachedBackbone(nn.Module):
     def __init__(self, backbone: nn.Module, cache: FeatureCache) -> None:
         super().__init__()
         self.real = backbone
-        self.cache = cache
+        self.caches = [cache]  # more are added for drifted streams (`add`)
         self.channels = backbone.channels
         self.name = getattr(backbone, "name", "")
 
+    @property
+    def cache(self) -> FeatureCache:
+        return self.caches[0]
+
+    def add(self, cache: FeatureCache) -> int:
+        """Serve another cache too (a drifted stream's); returns its id for `CachedImages`."""
+        self.caches.append(cache)
+        return len(self.caches) - 1
+
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         rows = images[:, 0, 0, 0].round().long().cpu()
-        return [m[rows].to(images.device, torch.float32) for m in self.cache.maps]
+        ids = images[:, 1, 0, 0].round().long().cpu()
+        if bool((ids == 0).all()):
+            return [m[rows].to(images.device, torch.float32) for m in self.cache.maps]
+        out = [torch.empty(len(rows), *m.shape[1:]) for m in self.cache.maps]
+        for cid in ids.unique().tolist():
+            pick = ids == cid
+            for full, m in zip(out, self.caches[cid].maps, strict=True):
+                full[pick] = m[rows[pick]].float()
+        return [m.to(images.device) for m in out]
 
 
 class CachedImages(Dataset):
@@ -147,12 +164,18 @@ class CachedImages(Dataset):
     was made is {"index", "error"}, dropped from its batch as in a run."""
 
     def __init__(
-        self, samples: Sequence[Sample], cache: FeatureCache, size: int, offset: int = 0
+        self,
+        samples: Sequence[Sample],
+        cache: FeatureCache,
+        size: int,
+        offset: int = 0,
+        cache_id: int = 0,
     ) -> None:
         self.rows = [cache.row(s) for s in samples]
         self.cache = cache
         self.size = size
         self.offset = offset
+        self.cache_id = cache_id  # which of the `CachedBackbone`'s caches holds the rows
 
     def __len__(self) -> int:
         return len(self.rows) - self.offset
@@ -162,5 +185,6 @@ class CachedImages(Dataset):
         row = self.rows[index]
         if row in self.cache.errors:
             return {"index": index, "error": self.cache.errors[row]}
-        image = torch.full((1, 1, 1), float(row)).expand(3, self.size, self.size)
+        image = torch.tensor([float(row), float(self.cache_id), 0.0]).view(3, 1, 1)
+        image = image.expand(3, self.size, self.size)
         return {"image": image, "index": index}

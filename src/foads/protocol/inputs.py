@@ -8,7 +8,7 @@ only), and the backbone the method embeds with. `FileInputs` reads the dataset's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -20,6 +20,9 @@ from foads.data.transforms import ImageTransform
 from foads.features.cache import CachedBackbone, CachedImages, FeatureCache
 from foads.protocol.drift import Drift
 from foads.protocol.stream import ImageSequence, sequence_loader
+
+# (stream samples, drift, stream length) -> the backbone maps of the drifted stream images.
+DriftedCache = Callable[[list[Sample], Drift, int], FeatureCache]
 
 
 class FileInputs:
@@ -67,9 +70,16 @@ class CachedInputs(FileInputs):
     """A replay's inputs: each image is its row in a `FeatureCache`, the backbone returns the
     cached maps of that row, and masks come from the cache (no file is read)."""
 
-    def __init__(self, transform: ImageTransform, backbone: nn.Module, cache: FeatureCache):
+    def __init__(
+        self,
+        transform: ImageTransform,
+        backbone: nn.Module,
+        cache: FeatureCache,
+        drifted: DriftedCache | None = None,
+    ):
         super().__init__(transform, CachedBackbone(backbone, cache))
         self.cache = cache
+        self.drifted = drifted
 
     def sequence(
         self,
@@ -80,10 +90,15 @@ class CachedInputs(FileInputs):
         stream_length: int | None = None,
     ) -> Dataset:
         if drift is not None and drift.active:
-            raise ValueError(
-                f"the replay caches the backbone maps of undrifted images; protocol.drift="
-                f"{drift.name} needs `python -m foads.run`"
-            )
+            if self.drifted is None:
+                raise ValueError(
+                    f"these cached inputs hold undrifted images only; protocol.drift="
+                    f"{drift.name} needs a cache of the drifted stream"
+                )
+            # The drifted stream's own cache: rows are its samples at their positions.
+            cache = self.drifted(list(samples), drift, stream_length or len(samples))
+            cache_id = self.backbone.add(cache)
+            return CachedImages(samples, cache, self.transform.crop, offset, cache_id)
         # Images unreadable when the cache was made are always skipped, as a run's stream does.
         return CachedImages(samples, self.cache, self.transform.crop, offset)
 
