@@ -16,6 +16,7 @@ from foads.components.anomaly_map import smooth_anomaly_map
 from foads.components.image_gate import accepted_images, gate_threshold
 from foads.features.extractor import PatchEmbedder
 from foads.methods.kng.recurrence import NodeRecurrence
+from foads.methods.kng.stream_radius import StreamRadius
 from foads.methods.kng.torch_model import KNGModel
 from foads.protocol.method import Scored, StreamingMethod, Updated
 
@@ -69,6 +70,7 @@ class KNGModule(StreamingMethod):
         recurrence_window: int | None = None,
         recurrence_radius: float = 1.5,
         recurrence_images: float = 0.2,
+        radius_window: int | None = None,
         position_weight: float = 0.0,
         feature_dim: int = 100,
         feature_size: int | None = None,
@@ -114,6 +116,9 @@ class KNGModule(StreamingMethod):
             if recurrence_window is None
             else NodeRecurrence(recurrence_window, recurrence_radius, recurrence_images)
         )
+        # The radius that follows the stream (stream_radius.py); None: the paper's fixed radius.
+        self.stream_radius = None if radius_window is None else StreamRadius(radius_window)
+        self.radius_scale = 1.0  # its value at the last update (for reports)
         self.image_gate = image_gate
         self.gate_quantile = gate_quantile
         self.gate_margin = gate_margin
@@ -161,6 +166,8 @@ class KNGModule(StreamingMethod):
         embeddings = torch.cat(self._shot_embeddings)
         self._shot_embeddings = []
         self._recent = torch.empty(0)
+        if self.stream_radius is not None:  # a new fit starts a new reference
+            self.stream_radius = StreamRadius(self.stream_radius.window)
         if self.image_gate == "shots" or self.patch_gate == "shots":
             image_scores, patch_scores = self._held_out_scores(embeddings)
             if self.image_gate == "shots":
@@ -242,6 +249,12 @@ class KNGModule(StreamingMethod):
         also = None
         if self.recurrence is not None and labels is None:
             also = self.recurrence(assignment.s1, assignment.distance, self.model.thresholds, b)
+        if self.stream_radius is not None and labels is None:
+            radius = self.model.thresholds[assignment.s1].to(assignment.distance)
+            self.radius_scale = self.stream_radius(assignment.distance, radius, b)
+            if self.radius_scale > 1.0:
+                wider = assignment.distance < radius * self.radius_scale
+                also = wider if also is None else also | wider
         accepted = self.model.update(x, assignment, labels, allowed, also)
         return Updated(
             accepted=accepted.view(b, h, w),
@@ -313,6 +326,7 @@ class KNGModule(StreamingMethod):
             "patch_limit": self.patch_limit,
             "recent_scores": self._recent,
             "recurrence": None if self.recurrence is None else self.recurrence.state(),
+            "stream_radius": None if self.stream_radius is None else self.stream_radius.state(),
         }
 
     def load_stream_state(self, state: dict) -> None:
@@ -323,6 +337,8 @@ class KNGModule(StreamingMethod):
             self._recent = state["recent_scores"].cpu()
         if self.recurrence is not None and state.get("recurrence") is not None:
             self.recurrence.load_state(state["recurrence"])
+        if self.stream_radius is not None and state.get("stream_radius") is not None:
+            self.stream_radius.load_state(state["stream_radius"])
         if not torch.equal(state["embedder"].cpu(), self.embedder.channel_index.cpu()):
             raise ValueError(
                 "the checkpoint was made with another channel subset (feature_dim or seed differ)"
@@ -344,5 +360,7 @@ class KNGModule(StreamingMethod):
             out["gate_threshold"] = float(self.gate)
         if self.patch_gate == "shots":
             out["patch_gate_threshold"] = float(self.patch_limit)
+        if self.stream_radius is not None:
+            out["radius_scale"] = self.radius_scale
         out.update(self.model.growth_summary())
         return out
