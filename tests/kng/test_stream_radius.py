@@ -49,3 +49,33 @@ def test_state_round_trip_and_bad_window():
     assert copy(*batch(2.0, seed=2), images=4) == rule(*batch(2.0, seed=2), images=4)
     with pytest.raises(ValueError, match="radius_window"):
         StreamRadius(window=0)
+
+
+def test_kng_learns_a_new_batch_only_with_the_stream_radius(make_cfg, tmp_path):
+    import csv
+
+    from foads.run import run
+
+    def accepted_after_change(*extra, out):
+        run(
+            make_cfg(
+                "dataset.category=gravel",
+                "mode=online",
+                "protocol.drift.name=abrupt",
+                "protocol.drift.strength=3",
+                "protocol.drift.change_at=0.25",
+                "protocol.decision_folds=null",
+                "method.image_gate=null",
+                *extra,
+                out=tmp_path / out,
+            )
+        )
+        rows = list(csv.DictReader((tmp_path / out / "images.csv").open()))
+        after = [r for r in rows if float(r["drift_level"]) == 1 and r["label"] == "0"]
+        return sum(int(r["accepted_patches"]) for r in after) / sum(
+            int(r["patches"]) for r in after
+        )
+
+    fixed = accepted_after_change(out="fixed")
+    following = accepted_after_change("method.radius_window=4", out="following")
+    assert following > 2 * fixed + 0.01
