@@ -53,6 +53,7 @@ ACCEPTANCE_KEYS = (
     "recurrence_images",
     "recurrence_patches",
     "recurrence_radius",
+    "radius_window",
 )
 MODES = ("offline", "online", "oracle")
 TRIPLE = ("image_auroc", "stream_image_auroc", "last_half_image_auroc")

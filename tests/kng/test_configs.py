@@ -22,6 +22,7 @@ PAPER = {
     "max_nodes": None,
     "grow_scale": None,
     "remove_after": None,
+    "radius_window": None,
 }
 
 
@@ -43,12 +44,13 @@ def test_paper_rules_are_the_papers(overrides):
     assert {k: default[k] for k in shared} == {k: method[k] for k in shared}
 
 
-def test_the_default_differs_from_the_paper_by_the_shrinkage_and_the_stream_image_gate():
+def test_the_default_differs_from_the_paper_by_shrinkage_stream_gate_and_stream_radius():
     default = composed().method
     changed = {k for k in PAPER if default[k] != PAPER[k]}
-    assert changed == {"covariance_shrinkage", "image_gate"}
+    assert changed == {"covariance_shrinkage", "image_gate", "radius_window"}
     assert default.covariance_shrinkage == 0.5
-    assert (default.image_gate, default.gate_quantile, default.gate_window) == ("stream", 0.5, 100)
+    assert (default.image_gate, default.gate_quantile, default.gate_window) == ("stream", 0.5, 20)
+    assert default.radius_window == 20
 
 
 def run_sweep(multirun, tmp_path, synthetic_root, sweep):
