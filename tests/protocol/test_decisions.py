@@ -128,7 +128,11 @@ def test_fpr_and_recall_per_session_and_stream_by_hand(tmp_path):
 
 
 def test_a_run_reports_decisions_and_a_resume_keeps_the_threshold(make_cfg, tmp_path):
-    first = run(make_cfg("dataset.category=gravel", "protocol.max_stream_images=12"))
+    first = run(
+        make_cfg(
+            "dataset.category=gravel", "protocol.max_stream_images=12", "protocol.decision_folds=5"
+        )
+    )
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     threshold = ckpt["stream"]["shots_threshold"]
     assert threshold > 0 and first["shots_threshold"] == pytest.approx(threshold)

@@ -167,7 +167,12 @@ def test_strength_zero_runs_exactly_the_undrifted_protocol(make_cfg, tmp_path):
 
 
 def test_a_drifted_replay_gives_the_drifted_runs_numbers(make_cfg, tmp_path):
-    over = ("protocol.drift.name=geometry", "protocol.drift.strength=2.0", "mode=online")
+    over = (
+        "protocol.drift.name=geometry",
+        "protocol.drift.strength=2.0",
+        "mode=online",
+        "protocol.decision_folds=5",
+    )
     real = run(make_cfg("dataset.category=gravel", *over, out=tmp_path / "real"))
     cfg = make_cfg(
         "dataset.category=gravel",
