@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     made = report(args.root, args.out, figures=not args.no_figures)
     print(made["text"])
+    for figure in made.get("figures", []):
+        if figure.name.startswith("drift_"):  # the figure that shows a drifting stream
+            print(f"\nfigure: {figure}")
     print(f"\nreport written to {made['out_dir']}")
 
 
