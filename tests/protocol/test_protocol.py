@@ -66,9 +66,9 @@ def write_images(tmp_path, brightness):
     return samples
 
 
-def run_protocol(tmp_path, stream, mode, session_size=4, batch_size=3, **options):
+def run_protocol(tmp_path, stream, mode, session_size=4, batch_size=3, method=None, **options):
     transform = ImageTransform(resize=16, crop=16)
-    method = RecordingMethod()
+    method = method or RecordingMethod()
     evaluator = StreamingEvaluator(
         stream,
         lambda s: torch.zeros(16, 16, dtype=torch.bool),
@@ -214,26 +214,8 @@ def test_images_csv_keeps_the_images_finished_before_a_crash(tmp_path, stream):
         return Updated(accepted=torch.ones(images.shape[0], 4, 4, dtype=torch.bool))
 
     method.update = failing_update
-    evaluator = StreamingEvaluator(
-        stream,
-        lambda s: torch.zeros(16, 16, dtype=torch.bool),
-        images_csv=tmp_path / "images.csv",
-        session_size=4,
-        has_masks=False,
-    )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        callbacks=[evaluator],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
-    transform = ImageTransform(resize=16, crop=16)
-    trainer.fit(method, train_dataloaders=image_loader(stream[:2], transform, 3))
     with pytest.raises(RuntimeError, match="out of memory"):
-        trainer.test(method, dataloaders=image_loader(stream, transform, 3, True), verbose=False)
+        run_protocol(tmp_path, stream, "online", method=method, images_csv=tmp_path / "images.csv")
     rows = list(csv.DictReader((tmp_path / "images.csv").open()))
     assert [int(r["position"]) for r in rows] == [0, 1, 2, 3, 4, 5]  # two batches of three
 
