@@ -14,8 +14,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
-from foads.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from foads.data.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalise
 
 # none: the paper's protocol. Ramps over the whole stream: illumination (lamp ageing: darker,
 # lower contrast), colour (colour temperature: warmer), defocus (blur), geometry (shift,
@@ -94,11 +95,8 @@ class Drift:
         """The drifted version of an ImageNet-normalised (3, H, W) image at `amount`."""
         if amount == 0:
             return image
-        mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype).view(3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=image.dtype).view(3, 1, 1)
-        x = (image * std + mean).clamp(0.0, 1.0)
-        x = self._appearance(x, amount).clamp(0.0, 1.0)
-        return (x - mean) / std
+        x = self._appearance(denormalise(image), amount).clamp(0.0, 1.0)
+        return TF.normalize(x, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
 
     def mask(self, mask: torch.Tensor, amount: float) -> torch.Tensor:
         """The ground truth (H, W) bool moved with its image (only geometry moves it)."""
