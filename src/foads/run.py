@@ -215,7 +215,7 @@ def run_category(
         **method.state_summary(),
     )
     if cfg.get("save_checkpoint", True):
-        _save_checkpoint(cfg, method, category, out_dir, end, len(split.stream), threshold)
+        _save_checkpoint(cfg, method, category, out_dir, end, len(split.stream), threshold, drift)
     (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     if evaluator.sessions:
         session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
@@ -269,7 +269,14 @@ def _shots_threshold(cfg, inputs, shots, method_kwargs) -> float | None:
 
 
 def _save_checkpoint(
-    cfg, method, category: str, out_dir: Path, end: int, length: int, threshold: float | None
+    cfg,
+    method,
+    category: str,
+    out_dir: Path,
+    end: int,
+    length: int,
+    threshold: float | None,
+    drift: Drift,
 ) -> None:
     """checkpoint.pt: the method's stream state and where in which stream it stopped."""
     protocol = cfg.protocol
@@ -284,7 +291,7 @@ def _save_checkpoint(
             "stream_seed": protocol.stream_seed,
             "shots": protocol.shots,
             "stream_length": length,
-            "drift": stream_drift(protocol).describe(),
+            "drift": drift.describe(),
             "shots_threshold": threshold,
         },
     )
