@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from foads.outputs.jobs import Job, Setting
-from foads.outputs.report_tables import METRICS, categories, values
+from foads.outputs.report_tables import METRICS, categories, job_value, values
 
 
 def _save(fig, path: Path, dpi: int = 100) -> Path:
@@ -80,13 +80,8 @@ def drift_curves(settings: list[Setting], out_dir: Path) -> list[Path]:
         if s.finished:
             by_scenario.setdefault(scenario(s), []).append(s)
     for name, group in sorted(by_scenario.items()):
-        levels = [
-            session_series(j, c, "drift_level")
-            for s in group
-            for j in s.finished
-            for c in categories([s])
-        ]
-        if name == "none" or not any(v.size and np.nanmax(v) > 0 for v in levels):
+        strengths = [job_value(j, "drift_strength") or 0.0 for s in group for j in s.finished]
+        if name == "none" or not any(v > 0 for v in strengths):
             continue
         cats = categories(group)
         fig, axes = plt.subplots(2, len(cats), figsize=(4 * len(cats), 5.2), squeeze=False)
