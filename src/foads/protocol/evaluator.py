@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from foads.data.sample import Sample
 from foads.metrics import auroc, pro_score
+from foads.metrics.binned import PixelCurve
 from foads.protocol.drift import Drift
 from foads.protocol.method import Scored, StreamingMethod
 
@@ -118,35 +120,56 @@ class StreamingEvaluator(L.Callback):
         self.reset()
 
     def reset(self) -> None:
+        # One entry per scored image: a few numbers each, so a long stream stays small.
         self.positions: list[int] = []
         self.image_scores: list[float] = []
         self.labels: list[int] = []
         self.drift_levels: list[float] = []
         self.own_thresholds: list[float] = []
-        self.maps: list[np.ndarray] = []
-        self.masks: list[np.ndarray] = []
+        self.learned: list[int] = []  # 1/0: the image gate let it through; -1: no such rule
         self.patch_stats: list[
             tuple[int, int, int, int]
         ] = []  # accepted, total, anomalous, absorbed
+        self.image_seconds: list[float] = []  # each image's share of its batch's time
+        # Maps and masks of the session in progress only (the session's exact pixel metrics),
+        # the last `keep_last` for the overlay figure, and the stream's pixel metrics in
+        # bounded form (metrics/binned.py): memory does not grow with the stream.
+        self.session_maps: list[np.ndarray] = []
+        self.session_masks: list[np.ndarray] = []
+        self.recent: deque = deque(maxlen=self.keep_last)  # (position, map, mask, label)
+        self.pixel_curve = PixelCurve() if self.has_masks else None
         self.skipped: list[tuple[int, str]] = []
         self.sessions: list[dict] = []
         self.compute_seconds = 0.0
-        self.image_seconds: list[float] = []  # each image's share of its batch's time
+        self.next_position = 0  # the first stream position not yet scored (or skipped)
         self._session_start = 0
         self._t0 = 0.0
+        self._resumed = False
         self.summary: dict = {}
 
     # ------------------------------------------------------------------ hooks
     def on_test_start(self, trainer: L.Trainer, pl_module: StreamingMethod) -> None:
-        self.reset()
+        if not self._resumed:
+            self.reset()
+        self._resumed = False
+        self.write_records()
+
+    def write_records(self) -> None:
+        """sessions.csv and images.csv from scratch with every session and image so far (a
+        resumed run rewrites the first part from its checkpoint, so the files always cover
+        the stream from position 0)."""
         if self.sessions_csv is not None:
             self.sessions_csv.parent.mkdir(parents=True, exist_ok=True)
             with self.sessions_csv.open("w", newline="") as f:
-                csv.writer(f).writerow(SESSION_FIELDS)
+                writer = csv.writer(f)
+                writer.writerow(SESSION_FIELDS)
+                writer.writerows([_fmt(row[k]) for k in SESSION_FIELDS] for row in self.sessions)
         if self.images_csv is not None:
             self.images_csv.parent.mkdir(parents=True, exist_ok=True)
             with self.images_csv.open("w", newline="") as f:
-                csv.writer(f).writerow(IMAGE_FIELDS)
+                writer = csv.writer(f)
+                writer.writerow(IMAGE_FIELDS)
+                writer.writerows(self._image_row(i) for i in range(len(self.positions)))
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         _synchronize(pl_module.device)
@@ -161,7 +184,11 @@ class StreamingEvaluator(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self.skipped.extend(batch.get("skipped", []))
+        skipped = batch.get("skipped", [])
+        self.skipped.extend(skipped)
+        indices = batch["index"].tolist() + [p for p, _ in skipped]
+        if indices:
+            self.next_position = max(self.next_position, max(indices) + 1)
         if outputs is None:
             return
         # The scores are final now: copy them out before the method may learn from the batch.
@@ -185,40 +212,53 @@ class StreamingEvaluator(L.Callback):
             accepted = updated.accepted.detach().cpu()
         if updated is not None and updated.accepted_images is not None:
             learned = updated.accepted_images.detach().cpu().bool().tolist()
-        rows = []
+        first = len(self.positions)
+        batch_masks = []
         for j, position in enumerate(positions):
             sample = self.stream[position]
             level = self.drift.level(position, len(self.stream))
             amount = self.drift.amount(position, len(self.stream))
             mask = self.drift.mask(self.load_mask(sample), amount).numpy()
+            batch_masks.append(mask)
             self.positions.append(position)
             self.drift_levels.append(level if self.drift.active else 0.0)
             self.own_thresholds.append(own)
             self.image_scores.append(float(image_scores[j]))
             self.labels.append(int(sample.label))
-            self.maps.append(maps[j])
-            self.masks.append(mask)
-            self.patch_stats.append(_patch_stats(accepted, j, mask))
-            self.image_seconds.append(elapsed / len(positions))
-            rows.append(
-                [
-                    position,
-                    str(sample.path),
-                    "" if sample.region is None else " ".join(map(str, sample.region)),
-                    sample.defect_type,
-                    f"{self.drift_levels[-1]:.4g}",
-                    int(sample.label),
-                    f"{float(image_scores[j]):.6g}",
-                    "" if math.isnan(own) else f"{own:.6g}",
-                    "" if learned is None else int(learned[j]),
-                    *(self.patch_stats[-1] if accepted is not None else ("",) * 4),
-                ]
+            self.learned.append(-1 if learned is None else int(learned[j]))
+            self.session_maps.append(maps[j])
+            self.session_masks.append(mask)
+            self.recent.append((position, maps[j], mask, int(sample.label)))
+            self.patch_stats.append(
+                _patch_stats(accepted, j, mask) if accepted is not None else (-1, -1, -1, -1)
             )
+            self.image_seconds.append(elapsed / len(positions))
             if len(self.positions) - self._session_start == self.session_size:
                 self._close_session(trainer)
+        if self.pixel_curve is not None:
+            self.pixel_curve.add(maps, np.stack(batch_masks))
         if self.images_csv is not None:
             with self.images_csv.open("a", newline="") as f:
-                csv.writer(f).writerows(rows)
+                csv.writer(f).writerows(
+                    self._image_row(i) for i in range(first, len(self.positions))
+                )
+
+    def _image_row(self, i: int) -> list:
+        """The images.csv row of the i-th scored image."""
+        sample = self.stream[self.positions[i]]
+        own, learned, stats = self.own_thresholds[i], self.learned[i], self.patch_stats[i]
+        return [
+            self.positions[i],
+            str(sample.path),
+            "" if sample.region is None else " ".join(map(str, sample.region)),
+            sample.defect_type,
+            f"{self.drift_levels[i]:.4g}",
+            self.labels[i],
+            f"{self.image_scores[i]:.6g}",
+            "" if math.isnan(own) else f"{own:.6g}",
+            "" if learned < 0 else learned,
+            *(stats if stats[0] >= 0 else ("",) * 4),
+        ]
 
     def _oracle_labels(self, positions: list[int], image_scores: np.ndarray) -> torch.Tensor:
         """(B,) bool: the images the oracle learns from (good, and in its `oracle_images`)."""
@@ -262,14 +302,17 @@ class StreamingEvaluator(L.Callback):
             logger.log_metrics(metrics, step=row["session"])
 
     def _pixel_metrics(self, lo: int, hi: int) -> dict:
-        if not self.has_masks:
+        """Exact pixel AUROC and PRO of the session in progress (its maps are then let go)."""
+        maps, masks = self.session_maps, self.session_masks
+        self.session_maps, self.session_masks = [], []
+        if not self.has_masks or not maps:
             return {"pixel_auroc": float("nan"), "pro": float("nan")}
-        maps = np.stack(self.maps[lo:hi])
-        masks = np.stack(self.masks[lo:hi])
+        maps, masks = np.stack(maps), np.stack(masks)
         return {"pixel_auroc": auroc(maps, masks), "pro": pro_score(maps, masks)}
 
     def _patch_fractions(self, lo: int, hi: int) -> dict:
-        stats = np.array(self.patch_stats[lo:hi], dtype=np.int64).reshape(-1, 4).sum(0)
+        stats = np.array(self.patch_stats[lo:hi], dtype=np.int64).reshape(-1, 4)
+        stats = stats[stats[:, 0] >= 0].sum(0) if len(stats) else np.zeros(4, np.int64)
         accepted, total, anomalous, absorbed = stats.tolist()
         if self.mode == "offline" or total == 0:
             return {"accepted_fraction": float("nan"), "absorbed_anomalous_fraction": float("nan")}
@@ -301,11 +344,10 @@ class StreamingEvaluator(L.Callback):
             "uses_labels": self.mode == "oracle",
             "oracle_images": self.oracle_images if self.mode == "oracle" else None,
         }
-        if self.has_masks and n:
-            maps = np.stack(self.maps)
-            masks = np.stack(self.masks)
-            out["stream_pixel_auroc"] = auroc(maps, masks)
-            out["stream_pro"] = pro_score(maps, masks)
+        if self.pixel_curve is not None and n:
+            # Bounded, binned to a relative 2^-11 of the score (metrics/binned.py).
+            out["stream_pixel_auroc"] = self.pixel_curve.auroc()
+            out["stream_pro"] = self.pixel_curve.pro()
         else:
             out["stream_pixel_auroc"] = out["stream_pro"] = math.nan
         out.update(self._patch_fractions(0, n))
@@ -336,13 +378,68 @@ class StreamingEvaluator(L.Callback):
 
     def last_session(self) -> dict:
         """Positions, maps and masks of the last images, for the overlay figure."""
-        keep = slice(max(0, len(self.positions) - self.keep_last), len(self.positions))
+        recent = list(self.recent)
         return {
-            "positions": self.positions[keep],
-            "maps": self.maps[keep],
-            "masks": self.masks[keep],
-            "labels": self.labels[keep],
+            "positions": [r[0] for r in recent],
+            "maps": [r[1] for r in recent],
+            "masks": [r[2] for r in recent],
+            "labels": [r[3] for r in recent],
         }
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Everything recorded so far, so that a resumed stream ends with the same sessions,
+        images and stream-level metrics as an uninterrupted one (tensors, lists and numbers
+        only: a checkpoint loads with `weights_only=True`)."""
+        recent = list(self.recent)
+        return {
+            "positions": torch.tensor(self.positions, dtype=torch.int64),
+            "image_scores": torch.tensor(self.image_scores, dtype=torch.float64),
+            "labels": torch.tensor(self.labels, dtype=torch.int64),
+            "drift_levels": torch.tensor(self.drift_levels, dtype=torch.float64),
+            "own_thresholds": torch.tensor(self.own_thresholds, dtype=torch.float64),
+            "learned": torch.tensor(self.learned, dtype=torch.int64),
+            "patch_stats": torch.tensor(self.patch_stats, dtype=torch.int64).reshape(-1, 4),
+            "image_seconds": torch.tensor(self.image_seconds, dtype=torch.float64),
+            "session_maps": [torch.from_numpy(m) for m in self.session_maps],
+            "session_masks": [torch.from_numpy(m) for m in self.session_masks],
+            "recent": [(p, torch.from_numpy(m), torch.from_numpy(k), y) for p, m, k, y in recent],
+            "pixel_curve": None
+            if self.pixel_curve is None
+            else {
+                k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                for k, v in self.pixel_curve.state().items()
+            },
+            "skipped": [(int(p), str(e)) for p, e in self.skipped],
+            "sessions": [dict(s) for s in self.sessions],
+            "compute_seconds": self.compute_seconds,
+            "next_position": self.next_position,
+            "session_start": self._session_start,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()`; the next `trainer.test` goes on from there."""
+        self.reset()
+        self.positions = state["positions"].tolist()
+        self.image_scores = state["image_scores"].tolist()
+        self.labels = state["labels"].tolist()
+        self.drift_levels = state["drift_levels"].tolist()
+        self.own_thresholds = state["own_thresholds"].tolist()
+        self.learned = state["learned"].tolist()
+        self.patch_stats = [tuple(row) for row in state["patch_stats"].tolist()]
+        self.image_seconds = state["image_seconds"].tolist()
+        self.session_maps = [m.numpy() for m in state["session_maps"]]
+        self.session_masks = [m.numpy() for m in state["session_masks"]]
+        for p, m, k, y in state["recent"]:
+            self.recent.append((int(p), m.numpy(), k.numpy(), int(y)))
+        if self.pixel_curve is not None and state["pixel_curve"] is not None:
+            self.pixel_curve.load_state(state["pixel_curve"])
+        self.skipped = [(int(p), str(e)) for p, e in state["skipped"]]
+        self.sessions = [dict(s) for s in state["sessions"]]
+        self.compute_seconds = float(state["compute_seconds"])
+        self.next_position = int(state["next_position"])
+        self._session_start = int(state["session_start"])
+        self._resumed = True
 
 
 def _patch_stats(accepted: torch.Tensor | None, j: int, mask: np.ndarray) -> tuple:
