@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 # The main job on the embedded default data (synthetic textures, offline EfficientNet-Lite0
 # weights): K-NG offline and online on the same stream, then the comparison table.
 demo: install
-	$(BIN)/python -m foads.run --multirun experiment=demo mode=offline,online \
+	$(BIN)/python -m foads.run --multirun experiment=demo mode=offline,online overwrite=true \
 		hydra.sweep.dir=outputs/demo
 	$(BIN)/python -m foads.report outputs/demo
 
@@ -31,7 +31,7 @@ bench: install
 # with the wall time; then the report (the prepared check for a lent GPU session).
 gpu-check: install
 	time $(BIN)/python -m foads.run sweep=comparison_smoke trainer=gpu \
-		'method=kng,padim,spade,patchcore,draem' hydra.sweep.dir=outputs/gpu_check
+		'method=kng,padim,spade,patchcore,draem' overwrite=true hydra.sweep.dir=outputs/gpu_check
 	$(BIN)/python -m foads.report outputs/gpu_check --no-figures
 
 lint: install

@@ -52,28 +52,45 @@ def synthetic_root(tmp_path_factory):
     return tmp_path_factory.mktemp("data")
 
 
+def small_run_overrides(out: Path, data_dir: Path, *overrides: str) -> list[str]:
+    """The command-line overrides of a small test run into `out` (what `make_cfg` composes)."""
+    other_dataset = any(o.startswith("dataset=") for o in overrides)
+    other_method = any(o.startswith("method=") and o != "method=kng" for o in overrides)
+    return [
+        f"paths.output_dir={out}",
+        f"paths.data_dir={data_dir}",
+        *SMALL,
+        *([] if other_method else SMALL_KNG),
+        *([] if other_dataset else SMALL_SYNTHETIC),
+        *overrides,
+    ]
+
+
+def compose_config(overrides: list[str]):
+    """The root config composed with `overrides`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
 @pytest.fixture
-def make_cfg(tmp_path, synthetic_root):
+def small_overrides(tmp_path, synthetic_root):
+    """`small_run_overrides` into tmp_path/run unless `out` is given."""
+
+    def _overrides(*overrides, out=None) -> list[str]:
+        return small_run_overrides(out or tmp_path / "run", synthetic_root, *overrides)
+
+    return _overrides
+
+
+@pytest.fixture
+def make_cfg(small_overrides):
     """Compose the real root config with overrides, outputs into tmp_path."""
 
     def _make(*overrides, out=None):
-        other_dataset = any(o.startswith("dataset=") for o in overrides)
-        other_method = any(o.startswith("method=") and o != "method=kng" for o in overrides)
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(
-                "config",
-                overrides=[
-                    f"paths.output_dir={out or tmp_path / 'run'}",
-                    f"paths.data_dir={synthetic_root}",
-                    *SMALL,
-                    *([] if other_method else SMALL_KNG),
-                    *([] if other_dataset else SMALL_SYNTHETIC),
-                    *overrides,
-                ],
-            )
-        GlobalHydra.instance().clear()
-        return cfg
+        return compose_config(small_overrides(*overrides, out=out))
 
     return _make
 

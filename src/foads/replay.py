@@ -32,7 +32,7 @@ from foads.data.transforms import ImageTransform
 from foads.features.cache import FeatureCache, build_cache, sample_key
 from foads.protocol.drift import Drift
 from foads.protocol.inputs import CachedInputs, FileInputs
-from foads.run import CONF_DIR, run_job
+from foads.run import CONF_DIR, main_job
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class CacheOpener:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
-    return run_job(cfg, CacheOpener(cfg))
+    return main_job(cfg, CacheOpener(cfg))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
+import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from foads.data.errors import ImageReadError
 from foads.data.images import load_sample_image
 from foads.data.sample import CategoryData
 from foads.data.transforms import ImageTransform, denormalise
@@ -31,6 +35,14 @@ from foads.protocol.calibration import held_out_shot_scores, shots_threshold
 from foads.protocol.drift import Drift
 from foads.protocol.evaluator import StreamingEvaluator
 from foads.protocol.inputs import FileInputs
+from foads.protocol.resume import (
+    StopSignals,
+    StreamCheckpoint,
+    StreamInterrupted,
+    check_same_settings,
+    run_settings,
+)
+from foads.protocol.settings import check_settings
 from foads.protocol.split import few_shot_split
 
 log = logging.getLogger(__name__)
@@ -56,8 +68,12 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
 
     `open_inputs(category, data, transform, backbone)` says where images, masks and backbone
     maps come from (default: the dataset's files; `foads.replay`: a feature cache).
+    SIGTERM and SIGINT stop the stream after its current batch with a checkpoint
+    (`StreamInterrupted`); `ckpt_path` (a checkpoint.pt or a run directory) continues it.
     """
+    check_settings(cfg)
     out_dir = Path(cfg.paths.output_dir)
+    _claim_output_dir(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config_resolved.yaml", resolve=True)
     dataset_conf = OmegaConf.to_container(cfg.dataset, resolve=True)
@@ -69,18 +85,34 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
     backbone = instantiate(cfg.backbone) if _method_class(cfg).uses_backbone else None
     per_category: dict[str, dict] = {}
     sessions: dict[str, list[dict]] = {}
-    for category in categories:
-        cat_dir = out_dir / category if many else out_dir
-        cat_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            per_category[category], sessions[category] = run_category(
-                cfg, reader, category, cat_dir, backbone, open_inputs
-            )
-        except Exception as err:  # one bad category must not lose the others
-            if not many:
+    with StopSignals() as stop:
+        for category in categories:
+            if stop.requested:  # arrived during the last batch of the category before
+                raise StreamInterrupted(
+                    stop.requested,
+                    f"interrupted by {stop.requested} before category {category}; the "
+                    "categories before it are finished",
+                )
+            cat_dir = out_dir / category if many else out_dir
+            cat_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                per_category[category], sessions[category] = run_category(
+                    cfg,
+                    reader,
+                    category,
+                    cat_dir,
+                    backbone,
+                    open_inputs,
+                    ckpt_file=_category_checkpoint(cfg.get("ckpt_path"), category, many),
+                    stop=stop,
+                )
+            except StreamInterrupted:
                 raise
-            log.exception("category %s failed", category)
-            per_category[category] = {"error": f"{type(err).__name__}: {err}"}
+            except Exception as err:  # one bad category must not lose the others
+                if not many:
+                    raise
+                log.exception("category %s failed", category)
+                per_category[category] = {"error": f"{type(err).__name__}: {err}"}
     mean = _mean_summary([s for s in per_category.values() if "error" not in s])
     summary = {
         **mean,
@@ -117,6 +149,72 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
     return summary
 
 
+class OutputDirTaken(FileExistsError):
+    """The output folder holds another run."""
+
+
+# What a run writes into its folder; a folder holding any of them holds a run.
+RESULT_FILES = (
+    "summary.json",
+    "sessions.csv",
+    "images.csv",
+    "checkpoint.pt",
+    "error.txt",
+    "table.md",
+    "sessions.png",
+    "overlays.png",
+    "maps.npz",
+)
+
+
+def _claim_output_dir(out_dir: Path, cfg: DictConfig) -> None:
+    """One folder, one run: refuse a folder that holds another run's results, unless this run
+    resumes it (ckpt_path inside it) or `overwrite=true` (then they are deleted first)."""
+    if not out_dir.is_dir():
+        if out_dir.exists():
+            raise NotADirectoryError(f"paths.output_dir={out_dir} is a file, not a folder")
+        return
+    held = [out_dir / f for f in RESULT_FILES if (out_dir / f).exists()]
+    held += [
+        d
+        for d in sorted(out_dir.iterdir())
+        if d.is_dir() and any((d / f).exists() for f in RESULT_FILES)
+    ]
+    if not held:
+        return
+    ckpt = cfg.get("ckpt_path")
+    if ckpt and Path(ckpt).resolve().is_relative_to(out_dir.resolve()):
+        # Resuming the run that lives here: its stale error.txt goes, the rest is rewritten.
+        (out_dir / "error.txt").unlink(missing_ok=True)
+        return
+    if cfg.get("overwrite", False):
+        for path in held:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return
+    names = ", ".join(p.name for p in held[:6]) + (" ..." if len(held) > 6 else "")
+    raise OutputDirTaken(
+        f"paths.output_dir={out_dir} holds the results of another run ({names}); choose "
+        f"another folder, resume that run with ckpt_path={out_dir}, or pass overwrite=true "
+        "to replace it"
+    )
+
+
+def _category_checkpoint(ckpt_path, category: str, many: bool) -> Path | None:
+    """The checkpoint that continues `category`: ckpt_path itself (a checkpoint.pt), or in a
+    run directory <dir>/checkpoint.pt (one category) or <dir>/<category>/checkpoint.pt. A
+    directory without one for this category: the category starts afresh."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path)
+    if path.is_dir():
+        found = path / category / "checkpoint.pt" if many else path / "checkpoint.pt"
+        if found.is_file():
+            return found
+        log.info("%s: no checkpoint in %s, the category starts from its shots", category, path)
+        return None
+    return path
+
+
 def run_category(
     cfg: DictConfig,
     reader,
@@ -124,6 +222,8 @@ def run_category(
     out_dir: Path,
     backbone: torch.nn.Module | None,
     open_inputs: OpenInputs | None = None,
+    ckpt_file: Path | None = None,
+    stop: StopSignals | None = None,
 ) -> tuple[dict, list]:
     """The protocol for one category: split, fit (or resume), stream, outputs."""
     protocol = cfg.protocol
@@ -135,16 +235,22 @@ def run_category(
         protocol.stream_seed,
         protocol.get("anomaly_rate"),
     )
+    length = len(split.stream)
+    shots, skipped_shots = _readable_shots(split.shots)
     transform = ImageTransform(protocol.resize, protocol.crop)
     drift = stream_drift(protocol)
     inputs = (open_inputs or _file_inputs)(category, data, transform, backbone)
     method_kwargs = {} if backbone is None else {"backbone": inputs.backbone}
     method = instantiate(cfg.method, **method_kwargs)
-    ckpt = load_checkpoint(cfg.ckpt_path, method.name) if cfg.get("ckpt_path") else None
-    if ckpt is not None and "shots_threshold" in ckpt["stream"]:
+    settings = run_settings(cfg, category, length)
+    ckpt = None
+    if ckpt_file is not None:
+        ckpt = load_checkpoint(ckpt_file, method.name)
+        check_same_settings(ckpt_file, ckpt["settings"], settings)
+    if ckpt is not None:
         threshold = ckpt["stream"]["shots_threshold"]
     else:
-        threshold = _shots_threshold(cfg, inputs, split.shots, method_kwargs)
+        threshold = _shots_threshold(cfg, inputs, shots, method_kwargs)
 
     evaluator = StreamingEvaluator(
         split.stream,
@@ -159,33 +265,79 @@ def run_category(
         drift=drift,
         shots_threshold=threshold,
     )
+    if ckpt is not None and ckpt["stream"]["finished"]:
+        log.warning(
+            "%s: the checkpoint %s ends its stream (%d of %d images): nothing left to run; "
+            "its results are written again",
+            category,
+            ckpt_file,
+            ckpt["stream"]["position"],
+            length,
+        )
+        evaluator.load_state_dict(ckpt["evaluator"])
+        evaluator.write_records()
+        return _finish_category(ckpt["summary"], evaluator, split.stream, transform, out_dir, drift)
+
     loggers = [
         instantiate(conf, save_dir=str(out_dir), **_logger_names(name, cfg, category))
         for name, conf in (cfg.get("logger") or {}).items()
     ]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[evaluator])
-    for logger in loggers:
-        logger.log_hyperparams(_hyperparameters(cfg, category))
-
-    start, fit_seconds = 0, 0.0
+    start = 0
     if ckpt is not None:
-        _check_same_stream(ckpt["stream"], category, protocol, len(split.stream), drift)
         method.load_stream_state(ckpt["state"])
+        evaluator.load_state_dict(ckpt["evaluator"])
         start = ckpt["stream"]["position"]
+        fit = ckpt["stream"]["fit"]
     else:
-        shots = inputs.loader(split.shots, protocol.batch_size)
+        trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
         t0 = time.perf_counter()
-        trainer.fit(method, train_dataloaders=shots)
-        fit_seconds = time.perf_counter() - t0
-    bytes_start = method.state_bytes()
-    # Table 7's "initial parameters": the backbone's weights and the learned state after the fit.
-    backbone_parameters = (
-        sum(p.numel() for p in backbone.parameters()) if backbone is not None else 0
-    )
-    initial_parameters = backbone_parameters + method.state_elements()
-    end = len(split.stream)
+        trainer.fit(method, train_dataloaders=inputs.loader(shots, protocol.batch_size))
+        # Table 7's "initial parameters": the backbone's weights and the state after the fit.
+        backbone_parameters = (
+            sum(p.numel() for p in backbone.parameters()) if backbone is not None else 0
+        )
+        fit = {
+            "seconds": time.perf_counter() - t0,
+            "state_bytes": method.state_bytes(),
+            "initial_parameters": backbone_parameters + method.state_elements(),
+        }
+    end = length
     if protocol.max_stream_images is not None:
         end = min(end, start + int(protocol.max_stream_images))
+
+    def content(position: int, summary: dict | None = None) -> dict:
+        return {
+            "method": method.name,
+            "state": method.stream_state(),
+            "evaluator": evaluator.state_dict(),
+            "stream": {
+                "position": position,
+                "finished": position >= length,
+                "category": category,
+                "stream_length": length,
+                "shots_threshold": threshold,
+                "drift": drift.describe(),
+                "fit": fit,
+            },
+            "settings": settings,
+            "summary": summary,
+        }
+
+    checkpoint = StreamCheckpoint(
+        out_dir / "checkpoint.pt",
+        content,
+        evaluator,
+        batch_size=protocol.batch_size,
+        start=start,
+        end=end,
+        length=length,
+        every=protocol.get("checkpoint_every"),
+        stop=stop,
+        enabled=cfg.get("save_checkpoint", True),
+    )
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[evaluator, checkpoint])
+    for logger in loggers:
+        logger.log_hyperparams(_hyperparameters(cfg, category))
     stream = inputs.loader(
         split.stream[:end],
         protocol.batch_size,
@@ -193,7 +345,7 @@ def run_category(
         offset=start,
         num_workers=protocol.num_workers,
         drift=drift if drift.active else None,
-        stream_length=len(split.stream),
+        stream_length=length,
     )
     trainer.test(method, dataloaders=stream, verbose=False)
 
@@ -201,28 +353,60 @@ def run_category(
     summary = dict(evaluator.summary)
     summary.update(
         category=category,
-        fit_seconds=fit_seconds,
-        stream_start=start,
+        fit_seconds=fit["seconds"],
+        resumed_at=start if ckpt is not None else None,
         stream_end=end,
-        stream_length=len(split.stream),
-        num_shots=len(split.shots),
+        stream_length=length,
+        finished=end >= length,
+        num_shots=len(shots),
+        skipped_shots=skipped_shots,
+        num_skipped_shots=len(skipped_shots),
         model_state_bytes=bytes_end,
-        model_state_bytes_start=bytes_start,
-        state_grew=bytes_end > bytes_start,
-        initial_parameters=initial_parameters,
+        model_state_bytes_start=fit["state_bytes"],
+        state_grew=bytes_end > fit["state_bytes"],
+        initial_parameters=fit["initial_parameters"],
         drift=drift.name,
         drift_strength=drift.strength if drift.active else 0.0,
         **method.state_summary(),
     )
-    if cfg.get("save_checkpoint", True):
-        _save_checkpoint(cfg, method, category, out_dir, end, len(split.stream), threshold, drift)
-    (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
-    if evaluator.sessions:
-        session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
-        _overlays(evaluator, split.stream, transform, out_dir, drift)
+    # The end of the stream, or where max_stream_images stopped it (when that cuts a batch
+    # short, StreamCheckpoint kept the state before that batch instead).
+    if checkpoint.enabled and end >= length:
+        # A finished stream's checkpoint also keeps its summary: resuming it says so.
+        save_checkpoint(out_dir / "checkpoint.pt", content(end, summary))
+    else:
+        checkpoint.save(end)
+    _finish_category(summary, evaluator, split.stream, transform, out_dir, drift)
     for logger in trainer.loggers:
         _log_results(logger, out_dir, summary, evaluator.sessions)
     return summary, evaluator.sessions
+
+
+def _finish_category(summary, evaluator, stream, transform, out_dir: Path, drift) -> tuple:
+    """summary.json and the figures of a category whose stream has been run."""
+    (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
+    if evaluator.sessions:
+        category = summary["category"]
+        session_curves({category: evaluator.sessions}, out_dir / "sessions.png", category)
+        _overlays(evaluator, stream, transform, out_dir, drift)
+    return summary, evaluator.sessions
+
+
+def _readable_shots(shots: list) -> tuple[list, list[dict]]:
+    """The shots whose image can be read, and the others (path and reason): an unreadable
+    shot is skipped as an unreadable stream image is, the same on every run of the seed."""
+    readable, skipped = [], []
+    for sample in shots:
+        try:
+            load_sample_image(sample)
+        except ImageReadError as err:
+            log.warning("shot skipped: %s", err)
+            skipped.append({"path": str(sample.path), "error": str(err)})
+            continue
+        readable.append(sample)
+    if not readable:
+        raise ImageReadError("no shot can be read: " + "; ".join(s["error"] for s in skipped[:3]))
+    return readable, skipped
 
 
 # (category, data, transform, backbone) -> the inputs of that category's run.
@@ -266,35 +450,6 @@ def _shots_threshold(cfg, inputs, shots, method_kwargs) -> float | None:
         folds=folds,
     )
     return shots_threshold(scores, cfg.protocol.get("decision_quantile", 1.0))
-
-
-def _save_checkpoint(
-    cfg,
-    method,
-    category: str,
-    out_dir: Path,
-    end: int,
-    length: int,
-    threshold: float | None,
-    drift: Drift,
-) -> None:
-    """checkpoint.pt: the method's stream state and where in which stream it stopped."""
-    protocol = cfg.protocol
-    save_checkpoint(
-        out_dir / "checkpoint.pt",
-        method.name,
-        method.stream_state(),
-        {
-            "position": end,
-            "category": category,
-            "split_seed": protocol.split_seed,
-            "stream_seed": protocol.stream_seed,
-            "shots": protocol.shots,
-            "stream_length": length,
-            "drift": drift.describe(),
-            "shots_threshold": threshold,
-        },
-    )
 
 
 def _overlays(evaluator, stream, transform, out_dir: Path, drift: Drift) -> None:
@@ -366,25 +521,6 @@ def _logger_names(name: str, cfg: DictConfig, category: str) -> dict:
     return names
 
 
-def _check_same_stream(saved: dict, category: str, protocol, length: int, drift: Drift) -> None:
-    now = {
-        "category": category,
-        "split_seed": protocol.split_seed,
-        "stream_seed": protocol.stream_seed,
-        "shots": protocol.shots,
-        "stream_length": length,
-        "drift": drift.describe(),
-    }
-    if "drift" not in saved and not drift.active:  # checkpoints made before drift existed
-        now.pop("drift")
-    diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
-    if diff:
-        raise ValueError(
-            "ckpt_path belongs to another stream; (checkpoint, now) differ in: "
-            + ", ".join(f"{k}={a!r} vs {b!r}" for k, (a, b) in diff.items())
-        )
-
-
 def _method_name(cfg: DictConfig) -> str:
     return _method_class(cfg).name
 
@@ -396,7 +532,11 @@ def _method_class(cfg: DictConfig):
 def _mean_summary(summaries: list[dict]) -> dict:
     if not summaries:
         return {}
-    keys = [k for k, v in summaries[0].items() if isinstance(v, (int, float)) and k != "category"]
+    keys = [
+        k
+        for k, v in summaries[0].items()
+        if isinstance(v, (int, float)) and k not in ("category", "resumed_at")
+    ]
     out = {}
     for key in keys:
         values = np.array([s.get(key, math.nan) for s in summaries], dtype=float)
@@ -404,7 +544,7 @@ def _mean_summary(summaries: list[dict]) -> dict:
         out[key] = float(finite.mean()) if finite.size else math.nan
     for key in [k for k, v in summaries[0].items() if isinstance(v, bool)]:
         out[key] = any(s.get(key, False) for s in summaries)
-    for key in ("num_images", "skipped_images", "num_anomalous"):
+    for key in ("num_images", "skipped_images", "num_anomalous", "num_skipped_shots"):
         if key in out:
             out[key] = int(sum(s.get(key, 0) for s in summaries))
     return out
@@ -432,21 +572,54 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def run_job(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> float:
-    """One Hydra job: `run`, with the reason written to error.txt if it fails."""
+    """One Hydra job: `run`, with the reason and the full trace written to error.txt if it
+    fails (a sweep's report lists failed jobs with it; Hydra only prints it)."""
+    out_dir = Path(cfg.paths.output_dir)
     try:
         summary = run(cfg, open_inputs)
     except Exception as err:
-        # A sweep's report lists failed jobs with this reason (Hydra only prints it).
-        out_dir = Path(cfg.paths.output_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "error.txt").write_text(f"{type(err).__name__}: {err}\n")
+        if not isinstance(err, OutputDirTaken):  # never write into another run's folder
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "error.txt").write_text(
+                f"{error_line(err, out_dir)}\n\n{traceback.format_exc()}"
+            )
         raise
     return summary.get("image_auroc", math.nan)
 
 
+def error_line(err: BaseException, out_dir: Path) -> str:
+    """The one line that says what went wrong (and, when interrupted, how to go on)."""
+    if isinstance(err, StreamInterrupted):
+        return f"{err}; resume with the same command and ckpt_path={out_dir}"
+    return f"{type(err).__name__}: {err}"
+
+
+def main_job(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> float:
+    """`run_job` for the command line: a failure prints its one line (and where the full
+    trace is) instead of a traceback, and exits non-zero (128 + the signal when
+    interrupted, else 1)."""
+    try:
+        return run_job(cfg, open_inputs)
+    except Exception as err:
+        if _multirun() and not isinstance(err, StreamInterrupted):
+            raise  # the sweep records the failed job and goes on (its error.txt is written)
+        out_dir = Path(cfg.paths.output_dir)
+        trace = (
+            "" if isinstance(err, OutputDirTaken) else f" (full trace in {out_dir / 'error.txt'})"
+        )
+        print(f"foads: {error_line(err, out_dir)}{trace}", file=sys.stderr, flush=True)
+        sys.exit(err.exit_code if isinstance(err, StreamInterrupted) else 1)
+
+
+def _multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and str(HydraConfig.get().mode).endswith("MULTIRUN")
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
-    return run_job(cfg)
+    return main_job(cfg)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from baselines.patchcore.lightning_model import PatchCoreModule
 from baselines.spade.lightning_model import SPADEModule
 from foads.components.coreset import greedy_coreset
 from foads.features.backbones import build_backbone
+from foads.outputs.checkpoint import read_checkpoint
 from foads.protocol.method import Scored
 from foads.run import run
 
@@ -112,7 +113,7 @@ def test_online_threshold_and_learning_use_no_labels(make_cfg, tmp_path, monkeyp
             monkeypatch.setattr(mvtec.MVTecAD, "_read", flipped)
         out = tmp_path / f"run{int(flip)}"
         summary = run(make_cfg("method=padim", "dataset.category=gravel", "mode=online", out=out))
-        state = torch.load(out / "checkpoint.pt", weights_only=False)["state"]
+        state = read_checkpoint(out / "checkpoint.pt")["state"]
         results.append((summary, state))
     (a, state_a), (b, state_b) = results
     assert (
@@ -145,8 +146,8 @@ def test_a_baseline_checkpoint_continues_the_stream_exactly(make_cfg, tmp_path):
     run(make_cfg(*base, out=tmp_path / "full"))
     run(make_cfg(*base, "protocol.max_stream_images=8", out=tmp_path / "a"))
     run(make_cfg(*base, f"ckpt_path={tmp_path / 'a' / 'checkpoint.pt'}", out=tmp_path / "b"))
-    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["state"]
-    resumed = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["state"]
+    full = read_checkpoint(tmp_path / "full" / "checkpoint.pt")["state"]
+    resumed = read_checkpoint(tmp_path / "b" / "checkpoint.pt")["state"]
     assert resumed["model"]["bank"].shape[0] > 0
     for key in full["model"]:
         torch.testing.assert_close(full["model"][key], resumed["model"][key], rtol=0, atol=0)

@@ -5,6 +5,7 @@ import torch
 
 from baselines.draem.lightning_model import DRAEMModule
 from baselines.draem.simulation import AnomalySource, perlin_mask, simulate_anomalies
+from foads.outputs.checkpoint import read_checkpoint
 from foads.run import run
 
 # A DRAEM small enough for the default suite: 8-wide networks on 96-pixel inputs.
@@ -67,9 +68,7 @@ def test_draem_learns_online_and_not_offline(make_cfg, tmp_path):
         "online": ["mode=online"],
     }.items():
         summary = run(make_cfg(*SMALL_DRAEM, "method.train_steps=20", *extra, out=tmp_path / name))
-        states[name] = weights(
-            torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["state"]
-        )
+        states[name] = weights(read_checkpoint(tmp_path / name / "checkpoint.pt")["state"])
         if name == "online":
             assert summary["accepted_fraction"] > 0  # some images passed the gate
     for key, value in states["fit"].items():
@@ -171,9 +170,9 @@ def test_a_draem_checkpoint_continues_the_stream_exactly(make_cfg, tmp_path):
     run(make_cfg(*base, out=tmp_path / "full"))
     run(make_cfg(*base, "protocol.max_stream_images=8", out=tmp_path / "a"))
     run(make_cfg(*base, f"ckpt_path={tmp_path / 'a' / 'checkpoint.pt'}", out=tmp_path / "b"))
-    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["state"]
-    first = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["state"]
-    resumed = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["state"]
+    full = read_checkpoint(tmp_path / "full" / "checkpoint.pt")["state"]
+    first = read_checkpoint(tmp_path / "a" / "checkpoint.pt")["state"]
+    resumed = read_checkpoint(tmp_path / "b" / "checkpoint.pt")["state"]
     moved = [k for k in weights(full) if not torch.equal(weights(full)[k], weights(first)[k])]
     assert moved  # the second half of the stream did train
     for key, value in weights(full).items():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from foads.data.transforms import ImageTransform
+from foads.outputs.checkpoint import read_checkpoint
 from foads.protocol.calibration import held_out_shot_scores, shots_threshold
 from foads.protocol.evaluator import StreamingEvaluator
 from foads.protocol.method import Scored, StreamingMethod, Updated
@@ -133,7 +134,7 @@ def test_a_run_reports_decisions_and_a_resume_keeps_the_threshold(make_cfg, tmp_
             "dataset.category=gravel", "protocol.max_stream_images=12", "protocol.decision_folds=5"
         )
     )
-    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
     threshold = ckpt["stream"]["shots_threshold"]
     assert threshold > 0 and first["shots_threshold"] == pytest.approx(threshold)
     for key in ("fpr_at_shots", "recall_at_shots", "fpr_at_own", "recall_at_own"):
