@@ -94,7 +94,9 @@ def expected_grid(root: Path) -> tuple[list[str], list[dict[str, str]]]:
 def _failure(job_dir: Path) -> str:
     """The error a failed job wrote (error.txt), else the last error-like line of its log."""
     if (job_dir / "error.txt").exists():
-        return " ".join((job_dir / "error.txt").read_text(errors="replace").split())[-300:]
+        # Its first line is the reason; the full trace follows it.
+        text = (job_dir / "error.txt").read_text(errors="replace").strip()
+        return " ".join(text.splitlines()[0].split())[-300:] if text else "error.txt is empty"
     log = job_dir / "run.log"
     if log.exists():
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if "Error" in ln]
@@ -118,6 +120,9 @@ def find_jobs(root: Path) -> tuple[list[str], list[Job]]:
         summary = json.loads(path.read_text()) if path.exists() else None
         if summary is not None and "categories" not in summary:
             continue  # a category's summary inside a job
+        error = job_dir / "error.txt"
+        if summary is not None and error.exists() and error.stat().st_mtime >= path.stat().st_mtime:
+            summary = None  # a later attempt failed: the old summary is not this job's result
         job = Job(job_overrides(job_dir), job_dir, summary)
         if summary is None:
             job.error = _failure(job_dir)
