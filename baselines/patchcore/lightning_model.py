@@ -21,10 +21,11 @@ class PatchCoreModule(ImageGatedMethod):
         sigma: float = 4.0,
         gate_quantile: float = 1.0,
         seed: int = 0,
+        max_bank: int | None = None,
     ) -> None:
         super().__init__(sigma, gate_quantile)
         self.features = LocallyAwareFeatures(backbone, feature_dim, seed)
-        self.model = PatchCoreModel(coreset_ratio, seed)
+        self.model = PatchCoreModel(coreset_ratio, seed, max_bank)
 
     def _features(self, images):
         return self.features(images)

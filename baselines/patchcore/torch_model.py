@@ -35,6 +35,11 @@ class LocallyAwareFeatures(nn.Module):
         return torch.cat([layer2, layer3], dim=1).index_select(1, self.channel_index)
 
 
+# A full bank (or gallery) is shrunk to this share of its bound, so that the greedy selection
+# runs once per several batches rather than after each.
+PRUNE_TO = 0.8
+
+
 def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
@@ -42,10 +47,15 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 class PatchCoreModel(GrowingState):
     """Memory bank of coreset patches and the shot each came from (for leave-one-out)."""
 
-    def __init__(self, coreset_ratio: float = 0.1, seed: int = 0) -> None:
+    def __init__(
+        self, coreset_ratio: float = 0.1, seed: int = 0, max_bank: int | None = None
+    ) -> None:
         super().__init__()
+        if max_bank is not None and max_bank < 1:
+            raise ValueError(f"method.max_bank must be at least 1 (or null), got {max_bank}")
         self.coreset_ratio = coreset_ratio
         self.seed = seed
+        self.max_bank = max_bank
         self.register_buffer("bank", torch.empty(0))
         self.register_buffer("origin", torch.empty(0, dtype=torch.long))
 
@@ -67,6 +77,26 @@ class PatchCoreModel(GrowingState):
         keep = greedy_coreset(rows, self.coreset_ratio, existing=self.bank)
         self.bank = torch.cat([self.bank, rows[keep]])
         self.origin = torch.cat([self.origin, self.origin.new_full((keep.numel(),), -1)])
+        if self.max_bank is not None and self.bank.shape[0] > self.max_bank:
+            self._shrink(int(self.max_bank * PRUNE_TO))
+
+    @torch.no_grad()
+    def _shrink(self, size: int) -> None:
+        """Keep `size` bank patches: the shots' own coreset first (while it fits), then the
+        stream patches that the greedy coreset picks to cover the rest best. Shrinking below
+        max_bank (to PRUNE_TO of it) spaces the shrinks out: the bank never exceeds max_bank.
+        """
+        size = max(1, size)
+        shots = torch.nonzero(self.origin >= 0)[:, 0]
+        if shots.numel() >= size:
+            keep = greedy_coreset(self.bank, 1.0, seed=self.seed, count=size)
+        else:
+            stream = torch.nonzero(self.origin < 0)[:, 0]
+            picked = greedy_coreset(
+                self.bank[stream], 1.0, existing=self.bank[shots], count=size - shots.numel()
+            )
+            keep = torch.cat([shots, stream[picked]])
+        self.bank, self.origin = self.bank[keep], self.origin[keep]
 
     @torch.no_grad()
     def score(self, x: torch.Tensor, exclude_origin: int | None = None) -> torch.Tensor:

@@ -24,10 +24,11 @@ class SPADEModule(ImageGatedMethod):
         sigma: float = 4.0,
         gate_quantile: float = 1.0,
         seed: int = 0,
+        max_gallery: int | None = None,
     ) -> None:
         super().__init__(sigma, gate_quantile)
         self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed)
-        self.model = SPADEModel(top_k)
+        self.model = SPADEModel(top_k, max_gallery)
 
     def _features(self, images):
         maps = self.embedder.backbone(images)

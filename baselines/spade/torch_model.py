@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from foads.components.coreset import greedy_coreset
 from foads.components.nearest import knn
 from foads.components.state import GrowingState
 
@@ -11,21 +12,44 @@ from foads.components.state import GrowingState
 class SPADEModel(GrowingState):
     """Gallery of (pooled feature, patch embeddings) per normal image."""
 
-    def __init__(self, top_k: int = 50) -> None:
+    def __init__(self, top_k: int = 50, max_gallery: int | None = None) -> None:
         super().__init__()
+        if max_gallery is not None and max_gallery < 1:
+            raise ValueError(f"method.max_gallery must be at least 1 (or null), got {max_gallery}")
         self.top_k = top_k
+        self.max_gallery = max_gallery
         self.register_buffer("pooled", torch.empty(0))
         self.register_buffer("patches", torch.empty(0))
+        self.register_buffer("shots", torch.tensor(0))  # the first `shots` images: the shots
 
     def state_elements(self) -> int:
         return self.pooled.numel() + self.patches.numel()
 
     def fit(self, pooled: torch.Tensor, patches: torch.Tensor) -> None:
         self.pooled, self.patches = pooled.clone(), patches.clone()
+        self.shots = torch.tensor(pooled.shape[0])
 
     def add(self, pooled: torch.Tensor, patches: torch.Tensor) -> None:
         self.pooled = torch.cat([self.pooled, pooled])
         self.patches = torch.cat([self.patches, patches])
+        if self.max_gallery is not None and self.pooled.shape[0] > self.max_gallery:
+            self._shrink(self.max_gallery)
+
+    @torch.no_grad()
+    def _shrink(self, size: int) -> None:
+        """Keep `size` gallery images: the shots (while they fit), then the stream images
+        whose pooled features the greedy coreset picks to cover the rest best."""
+        shots = int(self.shots)
+        if shots >= size:
+            keep = greedy_coreset(self.pooled, 1.0, count=size).sort().values
+        else:
+            picked = greedy_coreset(
+                self.pooled[shots:], 1.0, existing=self.pooled[:shots], count=size - shots
+            )
+            keep = torch.cat([torch.arange(shots, device=picked.device), shots + picked])
+            keep = keep.sort().values
+        self.pooled, self.patches = self.pooled[keep], self.patches[keep]
+        self.shots = (keep < shots).sum().cpu()
 
     @torch.no_grad()
     def neighbours(self, pooled: torch.Tensor, exclude_self: bool = False):

@@ -14,9 +14,11 @@ def greedy_coreset(
     ratio: float,
     existing: torch.Tensor | None = None,
     seed: int = 0,
+    count: int | None = None,
 ) -> torch.Tensor:
-    """Indices of ceil(ratio * N) rows of x chosen one by one, each the farthest from all
-    chosen so far (and from the `existing` bank, when continuing a coreset online).
+    """Indices of ceil(ratio * N) rows of x (or exactly `count`) chosen one by one, each the
+    farthest from all chosen so far (and from the `existing` bank, when continuing a coreset
+    online).
 
     The loop runs over the chosen points, as the greedy algorithm must; each step is one
     vectorised distance update over all rows.
@@ -24,7 +26,7 @@ def greedy_coreset(
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"coreset_ratio must lie in (0, 1], got {ratio}")
     n = x.shape[0]
-    count = min(n, math.ceil(ratio * n))
+    count = min(n, math.ceil(ratio * n) if count is None else int(count))
     if count == 0:
         return torch.empty(0, dtype=torch.long, device=x.device)
     chosen = torch.empty(count, dtype=torch.long, device=x.device)
