@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
-from foads.data.errors import DatasetError
+from foads.data.errors import DatasetError, ImageReadError
 from foads.data.images import check_region, image_size
 from foads.data.sample import CategoryData
+
+log = logging.getLogger(__name__)
 
 ALL = "all"
 
@@ -128,8 +131,22 @@ def validate_category(data: CategoryData) -> None:
             sizes[path] = image_size(path)
         return sizes[path]
 
+    unreadable: set[Path] = set()
+
+    def readable(path: Path) -> bool:
+        # An image that cannot even be opened is skipped where it is used (a shot or a
+        # stream image, the same way both times), not here: the run goes on without it.
+        try:
+            size_of(path)
+        except ImageReadError as err:
+            if path not in unreadable:
+                unreadable.add(path)
+                log.warning("%s; the run will skip it", err)
+            return False
+        return True
+
     for sample in [*data.train, *data.test]:
-        if sample.region is not None:
+        if sample.region is not None and readable(sample.path):
             check_region(sample.region, size_of(sample.path), sample.path)
     for sample in data.test:
         if sample.label != 1 or sample.mask_path is None:
@@ -137,6 +154,8 @@ def validate_category(data: CategoryData) -> None:
         for mask_path in sample.mask_paths():
             if not mask_path.is_file():
                 raise DatasetError(f"mask for {sample.path} not found: expected {mask_path}")
+            if not readable(sample.path):
+                continue
             img_size = size_of(sample.path)
             mask_size = size_of(mask_path)
             if img_size != mask_size:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +14,8 @@ from foads.data.errors import DatasetError, ImageReadError
 
 if TYPE_CHECKING:
     from foads.data.sample import Sample
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -103,13 +107,33 @@ def check_region(
         )
 
 
+# An image whose shorter side is below this is upscaled so much that its features mean little.
+MIN_IMAGE_SIDE = 32
+_warned_small: set = set()
+
+
 def load_sample_image(sample: Sample) -> Image.Image:
     """A sample's image as 8-bit RGB, cropped to its ``region`` when it has one."""
     img = load_image(sample.path)
+    side = min(img.size if sample.region is None else _region_size(sample.region))
+    if side < MIN_IMAGE_SIDE and sample.path not in _warned_small:
+        _warned_small.add(sample.path)
+        log.warning(
+            "%s is %dx%d (WxH): smaller than %d px on a side, it is upscaled many times to "
+            "the model's input size",
+            sample.path,
+            *img.size,
+            MIN_IMAGE_SIDE,
+        )
     if sample.region is None:
         return img
     check_region(sample.region, img.size, sample.path)
     return img.crop(tuple(sample.region))
+
+
+def _region_size(region) -> tuple[int, int]:
+    left, top, right, bottom = region
+    return (right - left, bottom - top)
 
 
 def load_sample_mask(sample: Sample) -> np.ndarray:
@@ -168,8 +192,25 @@ def list_images(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    found = []
+    for p in sorted(directory.iterdir()):
+        if p.name.startswith(".") or p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if p.is_file():
+            found.append(p)
+            continue
+        # An image name that is no image file: say so instead of dropping it silently.
+        if p.is_symlink():
+            try:
+                p.resolve(strict=True)
+                why = "a link to something that is not a file"
+            except RuntimeError:
+                why = "a symbolic link loop"
+            except OSError:
+                why = f"a dangling symbolic link (to {os.readlink(p)})"
+        elif p.is_dir():
+            why = "a folder"
+        else:
+            why = "not a regular file"
+        log.warning("skipped %s: %s, not an image file", p, why)
+    return found

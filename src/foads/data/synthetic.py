@@ -282,6 +282,11 @@ def generate_synthetic(
     through ``DEFECT_TYPES`` so each gets an equal share of the defective images.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DatasetError(
+            f"dataset.root={root} is a file; expected a folder to generate the synthetic "
+            "dataset in (or one that holds it)"
+        )
     categories = list(categories)
     unknown = [c for c in categories if c not in SYNTHETIC_CATEGORIES]
     if unknown:
