@@ -236,10 +236,10 @@ def run_category(
         protocol.get("anomaly_rate"),
     )
     length = len(split.stream)
-    shots, skipped_shots = _readable_shots(split.shots)
     transform = ImageTransform(protocol.resize, protocol.crop)
     drift = stream_drift(protocol)
     inputs = (open_inputs or _file_inputs)(category, data, transform, backbone)
+    shots, skipped_shots = _readable_shots(inputs, split.shots)
     method_kwargs = {} if backbone is None else {"backbone": inputs.backbone}
     method = instantiate(cfg.method, **method_kwargs)
     settings = run_settings(cfg, category, length)
@@ -392,13 +392,13 @@ def _finish_category(summary, evaluator, stream, transform, out_dir: Path, drift
     return summary, evaluator.sessions
 
 
-def _readable_shots(shots: list) -> tuple[list, list[dict]]:
+def _readable_shots(inputs: FileInputs, shots: list) -> tuple[list, list[dict]]:
     """The shots whose image can be read, and the others (path and reason): an unreadable
     shot is skipped as an unreadable stream image is, the same on every run of the seed."""
     readable, skipped = [], []
     for sample in shots:
         try:
-            load_sample_image(sample)
+            inputs.check_readable(sample)
         except ImageReadError as err:
             log.warning("shot skipped: %s", err)
             skipped.append({"path": str(sample.path), "error": str(err)})
@@ -591,7 +591,7 @@ def error_line(err: BaseException, out_dir: Path) -> str:
     """The one line that says what went wrong (and, when interrupted, how to go on)."""
     if isinstance(err, StreamInterrupted):
         return f"{err}; resume with the same command and ckpt_path={out_dir}"
-    return f"{type(err).__name__}: {err}"
+    return " ".join(f"{type(err).__name__}: {err}".split())  # one line, however it was written
 
 
 def main_job(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> float:

@@ -82,9 +82,7 @@ def test_an_unreadable_good_image_is_skipped_as_a_shot_and_in_the_stream(make_cf
     assert str(bad) in brick["skipped_shots"][0]["path"]
     # A seed that puts the same file in the stream: skipped there, by name.
     seed = next(
-        s
-        for s in range(1, 20)
-        if any(x.path == bad for x in few_shot_split(data, 10, s, s).stream)
+        s for s in range(1, 20) if any(x.path == bad for x in few_shot_split(data, 10, s, s).stream)
     )
     second = run(
         make_cfg(

@@ -212,6 +212,8 @@ def test_a_checkpoint_resumes_only_the_same_drifted_stream(make_cfg, tmp_path):
     )
     rows = list(csv.DictReader((tmp_path / "resumed" / "images.csv").open()))
     levels = [float(r["drift_level"]) for r in rows]
-    # the resumed images keep the levels of their positions in the whole stream
-    assert int(rows[0]["position"]) == 8 and levels[-1] == 1.0
-    assert levels[0] == pytest.approx(8 / (resumed["stream_length"] - 1), abs=1e-3)
+    # images.csv covers the whole stream; the resumed images keep the levels of their
+    # positions in it
+    assert [int(r["position"]) for r in rows] == list(range(int(resumed["stream_length"])))
+    assert levels[-1] == 1.0
+    assert levels[8] == pytest.approx(8 / (resumed["stream_length"] - 1), abs=1e-3)

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from foads.data.images import load_sample_mask
+from foads.data.errors import ImageReadError
+from foads.data.images import load_sample_image, load_sample_mask
 from foads.data.sample import Sample
 from foads.data.transforms import ImageTransform
 from foads.features.cache import CachedBackbone, CachedImages, FeatureCache
@@ -57,6 +58,10 @@ class FileInputs:
         stream_length: int | None = None,
     ) -> Dataset:
         return ImageSequence(samples, self.transform, skip_unreadable, offset, drift, stream_length)
+
+    def check_readable(self, sample: Sample) -> None:
+        """Raise ImageReadError (naming the file) if the sample's image cannot be read."""
+        load_sample_image(sample)
 
     def ground_truth(self, sample: Sample) -> torch.Tensor:
         """(crop, crop) bool: the mask with the image's resize and crop (all False if none)."""
@@ -101,6 +106,12 @@ class CachedInputs(FileInputs):
             return CachedImages(samples, cache, self.transform.crop, offset, cache_id)
         # Images unreadable when the cache was made are always skipped, as a run's stream does.
         return CachedImages(samples, self.cache, self.transform.crop, offset)
+
+    def check_readable(self, sample: Sample) -> None:
+        """From the cache: an image unreadable when the cache was made stays unreadable."""
+        row = self.cache.row(sample)
+        if row in self.cache.errors:
+            raise ImageReadError(self.cache.errors[row])
 
     def ground_truth(self, sample: Sample) -> torch.Tensor:
         return self.cache.masks[self.cache.row(sample)]

@@ -25,11 +25,14 @@ from foads.outputs.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
 
-# Settings that do not change what a run computes: where things are, how fast, how far.
+# Settings that do not change what a run computes: where things are, how fast, how far; and
+# the decision calibration, whose threshold travels in the checkpoint (not made again).
 _NOT_RESULT = {
     "protocol.max_stream_images",
     "protocol.num_workers",
     "protocol.checkpoint_every",
+    "protocol.decision_folds",
+    "protocol.decision_quantile",
 }
 _PATH_WORDS = ("root", "dir", "path", "url", "cache")
 
