@@ -23,7 +23,7 @@ BASE = ("dataset.category=brick", "protocol.max_stream_images=8")
     ("override", "named"),
     [
         ("protocol.shots=ten", "protocol.shots must be an integer, got 'ten' (str)"),
-        ("protocol.max_stream_images=-1", "protocol.max_stream_images must be >= 1, got -1"),
+        ("protocol.max_stream_images=-1", "protocol.max_stream_images must be >= 0, got -1"),
         ("protocol.batch_size=0", "protocol.batch_size must be >= 1, got 0"),
         ("protocol.anomaly_rate=1.5", "protocol.anomaly_rate must be >= 0.0 and <= 1.0"),
         ("protocol.drift.strength=-1", "protocol.drift.strength must be >= 0.0, got -1"),

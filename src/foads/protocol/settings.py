@@ -19,7 +19,7 @@ PROTOCOL = {
     "resize": ("int", 1, None, False),
     "crop": ("int", 1, None, False),
     "num_workers": ("int", 0, None, False),
-    "max_stream_images": ("int", 1, None, True),
+    "max_stream_images": ("int", 0, None, True),  # 0: the fit alone (and its checkpoint)
     "checkpoint_every": ("int", 1, None, True),
     "anomaly_rate": ("number", 0.0, 1.0, True),
     "oracle_window": ("int", 1, None, False),
