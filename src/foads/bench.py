@@ -31,14 +31,20 @@ from foads.run import CONF_DIR
 def _peak_rss_mib() -> float:
     """This process's peak resident memory. VmHWM belongs to the current address space, so a
     spawned worker starts afresh (ru_maxrss would carry the parent's peak across fork/exec)."""
+    peak = proc_status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def proc_status_mib(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB; None where there is none."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
 
 
 def _sync(device: torch.device) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from foads.bench import proc_status_mib
 from foads.data.synthetic import Synthetic
 from foads.protocol.inputs import FileInputs
 from foads.run import CONF_DIR, run
@@ -56,11 +57,9 @@ class LongSynthetic(Synthetic):
 
 
 def rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """This process's resident memory now (MiB)."""
+    rss = proc_status_mib("VmRSS")
+    return float("nan") if rss is None else rss
 
 
 class MeteredInputs(FileInputs):
