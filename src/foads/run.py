@@ -313,12 +313,10 @@ def run_category(
             "stream": {
                 "position": position,
                 "finished": position >= length,
-                "category": category,
-                "stream_length": length,
                 "shots_threshold": threshold,
-                "drift": drift.describe(),
                 "fit": fit,
             },
+            # Which stream (category, length, seeds, drift) and with what: see run_settings.
             "settings": settings,
             "summary": summary,
         }
@@ -516,7 +514,7 @@ def _logger_names(name: str, cfg: DictConfig, category: str) -> dict:
     if not cfg.logger.wandb.get("group"):
         from hydra.core.hydra_config import HydraConfig
 
-        if HydraConfig.initialized() and str(HydraConfig.get().mode).endswith("MULTIRUN"):
+        if _multirun():
             names["group"] = str(HydraConfig.get().sweep.dir)
     return names
 
