@@ -6,10 +6,13 @@ image whose score is below the gate is learnt from: `update_steps` steps per bat
 images, again with simulated anomalies. The stream runs under `torch.no_grad` (Lightning's
 test loop), so the update re-enables gradients itself.
 
-The gate: leave-one-out scores would mean retraining the networks once per shot, so the
-threshold is `gate_quantile` of the shots' own scores under the trained model, times
-`gate_margin`. The model has seen those images, so their scores are optimistic: a margin
-above 1 admits normal images it has not seen.
+The published gate (`image_gate=paper`, i.e. `shots` here): leave-one-out scores would mean
+retraining the networks once per shot, so the threshold is `gate_quantile` of the shots' own
+scores under the trained model, times `gate_margin`. The model has seen those images, so
+their scores are optimistic: a margin above 1 admits normal images it has not seen.
+`image_gate=stream` and a patch gate (components/acceptance.py) work as for every method;
+DRAEM's patches are the 8 x 8-pixel cells of its map (mean probability), and the pixels of
+a rejected cell are left out of the fine-tuning loss.
 """
 
 from __future__ import annotations
@@ -20,9 +23,22 @@ import torch.nn.functional as F
 from baselines.draem.simulation import AnomalySource, simulate_anomalies
 from baselines.draem.torch_model import DRAEMModel, image_scores
 from foads.components.anomaly_map import smooth_anomaly_map
-from foads.components.image_gate import accepted_images, gate_threshold
+from foads.components.acceptance import (
+    StreamGate,
+    accepted_images,
+    check_gate_options,
+    gate_threshold,
+    patch_limits,
+    rejected_patches,
+    resolve_image_gate,
+)
 from foads.data.transforms import denormalise
 from foads.protocol.method import Scored, StreamingMethod, Updated
+
+
+# DRAEM's published online rule in the paper: an image gate from the shots' scores.
+PAPER_IMAGE_GATE = "shots"
+CELL = 8  # pixels per side of a map cell: DRAEM's "patch" for the patch gate and the report
 
 
 class DRAEMModule(StreamingMethod):
@@ -44,15 +60,23 @@ class DRAEMModule(StreamingMethod):
         anomaly_source_dir: str | None = None,
         score_pool: int = 21,
         sigma: float = 0.0,
+        image_gate: str | None = "paper",
         gate_quantile: float = 1.0,
         gate_margin: float = 1.0,
+        gate_window: int = 20,
+        patch_gate: str | None = None,
+        patch_gate_k: float = 3.0,
+        patch_gate_quantile: float = 0.999,
+        reject_dilation: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if image_size is not None and int(image_size) % 32:
             raise ValueError(f"DRAEM's image_size must be divisible by 32, got {image_size}")
-        if gate_margin <= 0:
-            raise ValueError(f"gate_margin must be positive, got {gate_margin}")
+        check_gate_options(
+            image_gate, patch_gate, gate_quantile, gate_margin, gate_window, reject_dilation,
+            patch_gates=(None, "image", "batch"),
+        )
         with torch.random.fork_rng(devices=[]):  # the same initial weights for the same seed
             torch.manual_seed(int(seed))
             self.model = DRAEMModel(reconstructive_width, discriminative_width)
@@ -65,8 +89,14 @@ class DRAEMModule(StreamingMethod):
         self.source = AnomalySource(anomaly_source, anomaly_source_dir)
         self.score_pool = int(score_pool)
         self.sigma = sigma
+        self.image_gate = resolve_image_gate(image_gate, PAPER_IMAGE_GATE)
         self.gate_quantile = gate_quantile
         self.gate_margin = gate_margin
+        self.stream_gate = StreamGate(gate_window, gate_quantile, gate_margin)
+        self.patch_gate = patch_gate
+        self.patch_gate_k = patch_gate_k
+        self.patch_gate_quantile = patch_gate_quantile
+        self.reject_dilation = reject_dilation
         self.generator = torch.Generator().manual_seed(int(seed))
         self.register_buffer("threshold", torch.tensor(float("inf")))
         self._shots: list[torch.Tensor] = []
@@ -90,15 +120,19 @@ class DRAEMModule(StreamingMethod):
         return max(1, round(self.score_pool * size / 256) // 2 * 2 + 1)
 
     # ------------------------------------------------------------------ training
-    def _train(self, normals: torch.Tensor, steps: int, optimizer, scheduler=None) -> None:
-        """`steps` Adam steps on batches of `normals` (N, 3, S, S) with simulated anomalies."""
+    def _train(
+        self, normals: torch.Tensor, steps: int, optimizer, scheduler=None, weights=None
+    ) -> None:
+        """`steps` Adam steps on batches of `normals` (N, 3, S, S) with simulated anomalies;
+        `weights` (N, 1, S, S): each pixel's share in the loss (None: all count)."""
         self.model.train()
         with torch.enable_grad():
             for _ in range(steps):
                 pick = torch.randint(normals.shape[0], (self.batch_size,), generator=self.generator)
                 clean = normals[pick.to(normals.device)]
                 augmented, mask = simulate_anomalies(clean, self.source, self.generator)
-                loss = self.model.loss(augmented, clean, mask)
+                weight = None if weights is None else weights[pick.to(weights.device)]
+                loss = self.model.loss(augmented, clean, mask, weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -120,10 +154,11 @@ class DRAEMModule(StreamingMethod):
         shot_scores = image_scores(
             self.model.anomaly_probability(shots), self._pool(shots.shape[-1])
         )
-        self.threshold = torch.tensor(
-            gate_threshold(shot_scores, self.gate_quantile) * self.gate_margin,
-            device=self.threshold.device,
-        )
+        self.stream_gate.reset()
+        threshold = float("inf")
+        if self.image_gate == "shots":
+            threshold = gate_threshold(shot_scores, self.gate_quantile) * self.gate_margin
+        self.threshold = torch.tensor(threshold, device=self.threshold.device)
 
     # ------------------------------------------------------------------ stream
     @torch.no_grad()
@@ -133,18 +168,36 @@ class DRAEMModule(StreamingMethod):
         probability = self.model.anomaly_probability(x)
         scores = image_scores(probability, self._pool(x.shape[-1]))
         maps = smooth_anomaly_map(probability, tuple(images.shape[-2:]), self.sigma)
-        return Scored(maps, scores, cache=x)
+        return Scored(maps, scores, cache=(x, probability))
 
     def update(
         self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
     ) -> Updated:
-        x = scored.cache
-        keep = accepted_images(scored.image_scores, self.threshold, learn)
+        x, probability = scored.cache
+        keep = self._kept_images(scored.image_scores, learn).to(x.device)
+        cells = F.avg_pool2d(probability[:, None], CELL)[:, 0]  # (B, S/8, S/8)
+        allowed = keep[:, None, None].expand(cells.shape).clone()
+        gated = learn is None and self.patch_gate is not None
+        if gated:
+            limit = patch_limits(self.patch_gate, cells, self.patch_gate_k, self.patch_gate_quantile)
+            allowed &= ~rejected_patches(cells, limit, self.reject_dilation)
+            keep = keep & allowed.flatten(1).any(dim=1)
         if bool(keep.any()) and self.update_steps > 0:
-            self._train(x[keep.to(x.device)], self.update_steps, self._optimizer)
-        grid = x.shape[-1] // 8
-        accepted = keep[:, None, None].expand(x.shape[0], grid, grid).cpu()
-        return Updated(accepted=accepted, accepted_images=keep.cpu())
+            weights = None
+            if gated:
+                weights = F.interpolate(allowed[keep][:, None].float(), scale_factor=CELL)
+            self._train(x[keep], self.update_steps, self._optimizer, weights=weights)
+        return Updated(accepted=allowed.cpu(), accepted_images=keep.cpu())
+
+    def _kept_images(self, image_scores: torch.Tensor, learn: torch.Tensor | None):
+        """(B,) bool: the images the image gate lets through (the oracle's `learn` as given)."""
+        if learn is not None or self.image_gate == "shots":
+            return accepted_images(image_scores, self.threshold, learn)
+        if self.image_gate == "stream":
+            keep = self.stream_gate(image_scores)
+            self.threshold = torch.tensor(self.stream_gate.threshold).to(self.threshold)
+            return keep
+        return torch.ones_like(image_scores, dtype=torch.bool)
 
     # ------------------------------------------------------------------ state
     def stream_state(self) -> dict:
@@ -153,6 +206,7 @@ class DRAEMModule(StreamingMethod):
             "optimizer": self._optimizer.state_dict() if self._optimizer else None,
             "generator": self.generator.get_state(),
             "threshold": self.threshold,
+            "stream_gate": self.stream_gate.state(),
         }
 
     def load_stream_state(self, state: dict) -> None:
@@ -162,6 +216,8 @@ class DRAEMModule(StreamingMethod):
             self._optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.threshold = state["threshold"].to(self.threshold.device)
+        if "stream_gate" in state:
+            self.stream_gate.load_state(state["stream_gate"])
         self.model.eval()
 
     def decision_threshold(self) -> float | None:

@@ -25,15 +25,32 @@ class DRAEMModel(nn.Module):
         return rec, self.discriminative(torch.cat([x, rec], dim=1))
 
     def loss(
-        self, augmented: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor
+        self,
+        augmented: torch.Tensor,
+        clean: torch.Tensor,
+        mask: torch.Tensor,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """DRAEM's objective: L2 + (1 - SSIM) between the reconstruction of the augmented image
-        and the clean one, plus the focal loss (gamma 2) of the predicted anomaly mask."""
+        and the clean one, plus the focal loss (gamma 2) of the predicted anomaly mask.
+
+        `weight` (B, 1, S, S) in [0, 1]: each pixel's share in the three means (a patch gate
+        zeroes the pixels it rejected, so a real defect is neither reconstructed nor called
+        normal); None: every pixel counts, as published."""
         rec, logits = self(augmented)
-        l2 = F.mse_loss(rec, clean)
-        ssim = structural_similarity_index_measure(rec, clean, data_range=1.0)
-        focal = sigmoid_focal_loss(logits, mask, alpha=-1, gamma=2.0, reduction="mean")
-        return l2 + (1 - ssim) + focal
+        if weight is None:
+            l2 = F.mse_loss(rec, clean)
+            ssim = structural_similarity_index_measure(rec, clean, data_range=1.0)
+            focal = sigmoid_focal_loss(logits, mask, alpha=-1, gamma=2.0, reduction="mean")
+            return l2 + (1 - ssim) + focal
+        total = weight.sum().clamp_min(1.0)
+        l2 = ((rec - clean) ** 2 * weight).sum() / (total * rec.shape[1])
+        _, ssim_map = structural_similarity_index_measure(
+            rec, clean, data_range=1.0, reduction="none", return_full_image=True
+        )
+        dissimilarity = ((1 - ssim_map) * weight).sum() / (total * rec.shape[1])
+        focal = sigmoid_focal_loss(logits, mask, alpha=-1, gamma=2.0, reduction="none")
+        return l2 + dissimilarity + (focal * weight).sum() / total
 
     @torch.no_grad()
     def anomaly_probability(self, x: torch.Tensor) -> torch.Tensor:

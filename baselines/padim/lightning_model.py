@@ -21,10 +21,10 @@ class PaDiMModule(ImageGatedMethod):
         feature_size: int | None = None,
         eps: float = 0.01,
         sigma: float = 4.0,
-        gate_quantile: float = 1.0,
         seed: int = 0,
+        **acceptance,
     ) -> None:
-        super().__init__(sigma, gate_quantile)
+        super().__init__(sigma, **acceptance)
         self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed)
         self.model = PaDiMModel(eps)
 

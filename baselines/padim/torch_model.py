@@ -44,8 +44,13 @@ class PaDiMModel(GrowingState):
         self.whiten = whitening(cov)
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor, allowed: torch.Tensor | None = None) -> None:
+        """Merge the patches of x into their positions' Gaussians (exactly); with `allowed`
+        (B, h, w) bool, only the patches it marks."""
         rows, pos = _rows(x)
+        if allowed is not None:
+            keep = allowed.reshape(-1).to(rows.device)
+            rows, pos = rows[keep], pos[keep]
         new = group_stats(rows, pos, self.means.shape[0])
         self.counts, self.means, self.scatter = merge_stats(
             self.counts, self.means, self.scatter, *new

@@ -19,11 +19,11 @@ class PatchCoreModule(ImageGatedMethod):
         feature_dim: int = 100,
         coreset_ratio: float = 0.1,
         sigma: float = 4.0,
-        gate_quantile: float = 1.0,
         seed: int = 0,
         max_bank: int | None = None,
+        **acceptance,
     ) -> None:
-        super().__init__(sigma, gate_quantile)
+        super().__init__(sigma, **acceptance)
         self.features = LocallyAwareFeatures(backbone, feature_dim, seed)
         self.model = PatchCoreModel(coreset_ratio, seed, max_bank)
 
@@ -33,8 +33,8 @@ class PatchCoreModule(ImageGatedMethod):
     def _fit(self, features):
         pass  # the bank was built for the leave-one-out scores already
 
-    def _learn(self, features):
-        self.model.add(features)
+    def _learn(self, features, allowed):
+        self.model.add(features, allowed)
 
     def _leave_one_out(self, features):
         # One coreset of all shots; shot i is scored against the bank patches of the others.

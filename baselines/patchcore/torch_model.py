@@ -70,10 +70,15 @@ class PatchCoreModel(GrowingState):
         self.bank, self.origin = rows[keep], image[keep]
 
     @torch.no_grad()
-    def add(self, x: torch.Tensor) -> None:
+    def add(self, x: torch.Tensor, allowed: torch.Tensor | None = None) -> None:
         """Continue the coreset over new patches: each pick is the new patch farthest from
-        the bank and from the picks before it (so outliers are the first to get in)."""
+        the bank and from the picks before it (so outliers are the first to get in, which is
+        why a patch gate matters here); with `allowed` (B, h, w) bool, only its patches."""
         rows = _rows(x)
+        if allowed is not None:
+            rows = rows[allowed.reshape(-1).to(rows.device)]
+        if rows.shape[0] == 0:
+            return
         keep = greedy_coreset(rows, self.coreset_ratio, existing=self.bank)
         self.bank = torch.cat([self.bank, rows[keep]])
         self.origin = torch.cat([self.origin, self.origin.new_full((keep.numel(),), -1)])

@@ -22,11 +22,11 @@ class SPADEModule(ImageGatedMethod):
         feature_dim: int = 100,
         feature_size: int | None = None,
         sigma: float = 4.0,
-        gate_quantile: float = 1.0,
         seed: int = 0,
         max_gallery: int | None = None,
+        **acceptance,
     ) -> None:
-        super().__init__(sigma, gate_quantile)
+        super().__init__(sigma, **acceptance)
         self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed)
         self.model = SPADEModel(top_k, max_gallery)
 
@@ -51,8 +51,8 @@ class SPADEModule(ImageGatedMethod):
     def _image_scores(self, features, maps):
         return self._image_distance.mean(dim=1)
 
-    def _learn(self, features):
-        self.model.add(*features)
+    def _learn(self, features, allowed):
+        self.model.add(*features, allowed)
 
     def _leave_one_out(self, features):
         self.model.fit(*features)

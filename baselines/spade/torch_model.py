@@ -21,6 +21,8 @@ class SPADEModel(GrowingState):
         self.register_buffer("pooled", torch.empty(0))
         self.register_buffer("patches", torch.empty(0))
         self.register_buffer("shots", torch.tensor(0))  # the first `shots` images: the shots
+        # (N, h*w) bool: the gallery patches a patch gate let in (the others are never matched)
+        self.register_buffer("valid", torch.empty(0, 0, dtype=torch.bool))
 
     def state_elements(self) -> int:
         return self.pooled.numel() + self.patches.numel()
@@ -28,10 +30,22 @@ class SPADEModel(GrowingState):
     def fit(self, pooled: torch.Tensor, patches: torch.Tensor) -> None:
         self.pooled, self.patches = pooled.clone(), patches.clone()
         self.shots = torch.tensor(pooled.shape[0])
+        self.valid = self._all_valid(patches)
 
-    def add(self, pooled: torch.Tensor, patches: torch.Tensor) -> None:
+    @staticmethod
+    def _all_valid(patches: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = patches.shape
+        return torch.ones(b, h * w, dtype=torch.bool, device=patches.device)
+
+    def add(
+        self, pooled: torch.Tensor, patches: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> None:
+        """Add images to the gallery; with `allowed` (B, h, w) bool, only those of their
+        patches are ever matched (the image still joins the image-level kNN)."""
+        valid = self._all_valid(patches) if allowed is None else allowed.flatten(1)
         self.pooled = torch.cat([self.pooled, pooled])
         self.patches = torch.cat([self.patches, patches])
+        self.valid = torch.cat([self.valid, valid.to(self.valid.device)])
         if self.max_gallery is not None and self.pooled.shape[0] > self.max_gallery:
             self._shrink(self.max_gallery)
 
@@ -49,6 +63,7 @@ class SPADEModel(GrowingState):
             keep = torch.cat([torch.arange(shots, device=picked.device), shots + picked])
             keep = keep.sort().values
         self.pooled, self.patches = self.pooled[keep], self.patches[keep]
+        self.valid = self.valid[keep]
         self.shots = (keep < shots).sum().cpu()
 
     @torch.no_grad()
@@ -73,5 +88,6 @@ class SPADEModel(GrowingState):
         out = torch.empty(b, h * w, dtype=patches.dtype, device=patches.device)
         for i in range(b):  # one search per image: its own k gallery images
             candidates = bank[neighbour_idx[i]].reshape(-1, d)
+            candidates = candidates[self.valid[neighbour_idx[i]].reshape(-1)]
             out[i] = knn(rows[i], candidates, 1)[1][:, 0]
         return out.view(b, h, w)

@@ -10,23 +10,25 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 
+from foads.components.acceptance import (
+    StreamGate,
+    accepted_images,
+    check_gate_options,
+    gate_threshold,
+    patch_limits,
+    rejected_patches,
+    resolve_image_gate,
+)
 from foads.components.anomaly_map import smooth_anomaly_map
-from foads.components.image_gate import accepted_images, gate_threshold
 from foads.features.extractor import PatchEmbedder
 from foads.methods.kng.recurrence import NodeRecurrence
 from foads.methods.kng.stream_radius import StreamRadius
 from foads.methods.kng.torch_model import KNGModel
 from foads.protocol.method import Scored, StreamingMethod, Updated
 
-# Image gates: None (none), "shots" (a fixed threshold from held-out shot scores), "stream"
-# (a quantile of the recent stream's image scores).
-IMAGE_GATES = (None, "shots", "stream")
-# Patch gates: None, "shots" (a quantile of held-out shot patch scores), "image" (a robust
-# outlier limit within each image's own patch scores), "batch" (a quantile of the batch's
-# patch scores).
-PATCH_GATES = (None, "shots", "image", "batch")
+# K-NG's published rule has no image gate (the node radius rule alone decides).
+PAPER_IMAGE_GATE = None
 
 
 def grid_positions(b: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -79,17 +81,12 @@ class KNGModule(StreamingMethod):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("gate_margin", gate_margin), ("patch_gate_margin", patch_gate_margin)):
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if image_gate not in IMAGE_GATES:
-            raise ValueError(f"image_gate must be one of {IMAGE_GATES}, got {image_gate!r}")
-        if patch_gate not in PATCH_GATES:
-            raise ValueError(f"patch_gate must be one of {PATCH_GATES}, got {patch_gate!r}")
-        if gate_window < 1:
-            raise ValueError(f"gate_window must be at least 1 image, got {gate_window}")
-        if reject_dilation < 0:
-            raise ValueError(f"reject_dilation must be >= 0 patches, got {reject_dilation}")
+        check_gate_options(
+            image_gate, patch_gate, gate_quantile, gate_margin, gate_window, reject_dilation
+        )
+        if patch_gate_margin <= 0:
+            raise ValueError(f"method.patch_gate_margin must be positive, got {patch_gate_margin}")
+        image_gate = resolve_image_gate(image_gate, PAPER_IMAGE_GATE)
         self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed, aggregation)
         self.model = KNGModel(
             num_nodes=num_nodes,
@@ -124,7 +121,7 @@ class KNGModule(StreamingMethod):
         self.gate_margin = gate_margin
         self.gate_folds = gate_folds
         self.gate_window = gate_window
-        self._recent = torch.empty(0)  # the last gate_window image scores (image_gate=stream)
+        self.stream_gate = StreamGate(gate_window, gate_quantile, gate_margin)
         self.patch_gate = patch_gate
         self.patch_gate_quantile = patch_gate_quantile
         self.patch_gate_margin = patch_gate_margin
@@ -165,7 +162,7 @@ class KNGModule(StreamingMethod):
     def fit_shots(self) -> None:
         embeddings = torch.cat(self._shot_embeddings)
         self._shot_embeddings = []
-        self._recent = torch.empty(0)
+        self.stream_gate.reset()
         if self.stream_radius is not None:  # a new fit starts a new reference
             self.stream_radius = StreamRadius(self.stream_radius.window)
         if self.image_gate == "shots" or self.patch_gate == "shots":
@@ -268,36 +265,25 @@ class KNGModule(StreamingMethod):
         (None: all), and (B,) bool: the images the image gate let through (None: no gate).
 
         The image gate drops whole images; the patch gate drops patches scoring above their
-        limit (`_patch_limits`) and, with `reject_dilation`, the patches within that many
+        limit (components/acceptance.py) and, with `reject_dilation`, the patches within that many
         grid steps of a dropped one (defects are spatially coherent)."""
         if self.image_gate is None and self.patch_gate is None:
             return None, None
         allowed = torch.ones_like(patch_scores, dtype=torch.bool)
         if self.patch_gate is not None:
-            rejected = patch_scores > self._patch_limits(patch_scores)
-            if self.reject_dilation > 0:
-                r = self.reject_dilation
-                rejected = F.max_pool2d(rejected[:, None].float(), 2 * r + 1, 1, r)[:, 0] > 0
-            allowed &= ~rejected
+            limit = patch_limits(
+                self.patch_gate,
+                patch_scores,
+                self.patch_gate_k,
+                self.patch_gate_quantile,
+                self.patch_limit,
+            )
+            allowed &= ~rejected_patches(patch_scores, limit, self.reject_dilation)
         keep = None
         if self.image_gate is not None:
             keep = self._gated_images(image_scores)
             allowed &= keep[:, None, None]
         return allowed, keep
-
-    def _patch_limits(self, patch_scores: torch.Tensor) -> torch.Tensor:
-        """Patch-score limit, broadcastable to (B, h, w). `shots`: the held-out shot
-        patches' quantile; `image`: each image's own median plus patch_gate_k robust
-        standard deviations (1.4826 MAD) of its patch scores, so that a local peak (a defect)
-        is cut out while an image that is novel all over is still learned from."""
-        if self.patch_gate == "shots":
-            return self.patch_limit.to(patch_scores)
-        if self.patch_gate == "batch":
-            return torch.quantile(patch_scores.flatten().float(), self.patch_gate_quantile)
-        flat = patch_scores.flatten(1)
-        median = torch.quantile(flat, 0.5, dim=1)
-        mad = torch.quantile((flat - median[:, None]).abs(), 0.5, dim=1)
-        return (median + self.patch_gate_k * 1.4826 * mad)[:, None, None]
 
     def _gated_images(self, image_scores: torch.Tensor) -> torch.Tensor:
         """(B,) bool: images below the gate. `shots`: the fixed threshold from the shots;
@@ -305,11 +291,9 @@ class KNGModule(StreamingMethod):
         batch included (self-calibrating as the score scale moves)."""
         if self.image_gate == "shots":
             return accepted_images(image_scores, self.gate)
-        scores = image_scores.detach().float().cpu()
-        self._recent = torch.cat([self._recent, scores])[-self.gate_window :]
-        quantile = torch.quantile(self._recent.double(), self.gate_quantile)
-        self.gate = (quantile * self.gate_margin).to(self.gate)  # as for `shots`: margin in
-        return accepted_images(image_scores, self.gate)
+        keep = self.stream_gate(image_scores)
+        self.gate = torch.tensor(self.stream_gate.threshold).to(self.gate)
+        return keep
 
     def decision_threshold(self) -> float | None:
         """The image gate as it stands (for `stream`: after the last batch), if one is set."""
@@ -324,7 +308,7 @@ class KNGModule(StreamingMethod):
             "embedder": self.embedder.channel_index,
             "gate": self.gate,
             "patch_limit": self.patch_limit,
-            "recent_scores": self._recent,
+            "recent_scores": self.stream_gate.recent,
             "recurrence": None if self.recurrence is None else self.recurrence.state(),
             "stream_radius": None if self.stream_radius is None else self.stream_radius.state(),
         }
@@ -334,7 +318,8 @@ class KNGModule(StreamingMethod):
         if "gate" in state:
             self.gate = state["gate"].to(self.gate.device)
             self.patch_limit = state["patch_limit"].to(self.patch_limit.device)
-            self._recent = state["recent_scores"].cpu()
+            self.stream_gate.recent = state["recent_scores"].cpu()
+            self.stream_gate.threshold = float(self.gate)
         if self.recurrence is not None and state.get("recurrence") is not None:
             self.recurrence.load_state(state["recurrence"])
         if self.stream_radius is not None and state.get("stream_radius") is not None:

@@ -1,0 +1,149 @@
+"""The label-free acceptance rules every method can share: what an online update learns from.
+
+An online method scores a batch, then learns from what these rules let through:
+
+- an image gate drops whole images: `shots` (a fixed threshold, a quantile of the shots'
+  held-out image scores), `stream` (a quantile of the last `window` stream image scores,
+  this batch included, so it follows the score scale as the model fills in) or none;
+- a patch gate drops the patches of a kept image that score above a limit: `image` (each
+  image's own median + k x 1.4826 MAD of its patch scores: a local peak, i.e. a defect, is
+  cut out while an image that is novel all over is still learned from), `shots` (a
+  quantile of the shots' held-out patch scores), `batch` (a quantile of the batch's patch
+  scores), or none; `reject_dilation` also drops the patches within that many grid steps of
+  a dropped one (defects are spatially coherent).
+
+`image_gate: paper` names each method's published rule (K-NG: none; the baselines: the
+shots' leave-one-out threshold, paper section 4.4). The `gate` config group (conf/gate/)
+sets these options to the same values for every method: `gate=paper` the published rules,
+`gate=fair` one stream-relative pseudo-labeller for all (docs/comparison.md).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IMAGE_GATES = (None, "paper", "shots", "stream")
+PATCH_GATES = (None, "shots", "image", "batch")
+
+
+def check_gate_options(
+    image_gate: str | None,
+    patch_gate: str | None,
+    gate_quantile: float,
+    gate_margin: float,
+    gate_window: int,
+    reject_dilation: int = 0,
+    patch_gates: tuple = PATCH_GATES,
+) -> None:
+    """Refuse an unknown rule or an out-of-range option, naming the key."""
+    if image_gate not in IMAGE_GATES:
+        raise ValueError(f"method.image_gate must be one of {IMAGE_GATES}, got {image_gate!r}")
+    if patch_gate not in patch_gates:
+        raise ValueError(f"method.patch_gate must be one of {patch_gates}, got {patch_gate!r}")
+    if not 0.0 <= gate_quantile <= 1.0:
+        raise ValueError(f"method.gate_quantile must lie in [0, 1], got {gate_quantile}")
+    if gate_margin <= 0:
+        raise ValueError(f"method.gate_margin must be positive, got {gate_margin}")
+    if gate_window < 1:
+        raise ValueError(f"method.gate_window must be at least 1 image, got {gate_window}")
+    if reject_dilation < 0:
+        raise ValueError(f"method.reject_dilation must be >= 0 patches, got {reject_dilation}")
+
+
+def gate_threshold(held_out_scores: torch.Tensor, quantile: float = 1.0) -> float:
+    """`image_gate=shots`: a quantile of the shots' held-out (leave-one-out or other-fold)
+    scores, which show how a normal image the model has not seen scores. 1.0: the largest."""
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"gate_quantile must lie in [0, 1], got {quantile}")
+    if held_out_scores.numel() == 0:
+        raise ValueError("no held-out scores: the gate needs at least two shots")
+    return float(torch.quantile(held_out_scores.double().cpu(), quantile))
+
+
+def accepted_images(
+    image_scores: torch.Tensor, threshold: torch.Tensor | float, learn: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B,) bool: the images to learn from, below the threshold, or `learn` where the oracle
+    mode gives it (from the ground truth), on the scores' device."""
+    if learn is not None:
+        return learn.to(image_scores.device)
+    if isinstance(threshold, torch.Tensor):
+        threshold = threshold.to(image_scores.device)
+    return image_scores < threshold
+
+
+def resolve_image_gate(image_gate: str | None, paper: str | None) -> str | None:
+    """`paper` -> the method's published image gate; any other value as given."""
+    return paper if image_gate == "paper" else image_gate
+
+
+class StreamGate:
+    """`image_gate=stream`: the threshold is `quantile` of the last `window` stream image
+    scores (this batch included) times `margin`; images below it are learned from."""
+
+    def __init__(self, window: int, quantile: float, margin: float = 1.0) -> None:
+        self.window = window
+        self.quantile = quantile
+        self.margin = margin
+        self.recent = torch.empty(0)
+        self.threshold = float("inf")
+
+    def reset(self) -> None:
+        self.recent = torch.empty(0)
+        self.threshold = float("inf")
+
+    def __call__(self, image_scores: torch.Tensor) -> torch.Tensor:
+        """(B,) bool on the scores' device: the images below the updated threshold."""
+        scores = image_scores.detach().float().cpu()
+        self.recent = torch.cat([self.recent, scores])[-self.window :]
+        self.threshold = float(torch.quantile(self.recent.double(), self.quantile)) * self.margin
+        return image_scores < self.threshold
+
+    def state(self) -> dict:
+        return {
+            "recent": self.recent.clone(),
+            "threshold": torch.tensor(self.threshold, dtype=torch.float64),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.recent = state["recent"].cpu()
+        self.threshold = float(state["threshold"])
+
+
+def image_patch_limits(patch_scores: torch.Tensor, k: float) -> torch.Tensor:
+    """(B, 1, 1): each image's median + k x 1.4826 MAD of its own patch scores."""
+    flat = patch_scores.flatten(1).float()
+    median = torch.quantile(flat, 0.5, dim=1)
+    mad = torch.quantile((flat - median[:, None]).abs(), 0.5, dim=1)
+    return (median + k * 1.4826 * mad)[:, None, None].to(patch_scores.dtype)
+
+
+def patch_limits(
+    patch_gate: str,
+    patch_scores: torch.Tensor,
+    k: float = 3.0,
+    quantile: float = 0.999,
+    shots_limit: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The patch-score limit of a patch gate, broadcastable to (B, h, w)."""
+    if patch_gate == "shots":
+        if shots_limit is None or not torch.isfinite(shots_limit):
+            raise ValueError("patch_gate=shots needs the shots' held-out patch scores first")
+        return shots_limit.to(patch_scores)
+    if patch_gate == "batch":
+        return torch.quantile(patch_scores.flatten().float(), quantile).to(patch_scores.dtype)
+    if patch_gate == "image":
+        return image_patch_limits(patch_scores, k)
+    raise ValueError(f"unknown patch_gate {patch_gate!r}")
+
+
+def rejected_patches(
+    patch_scores: torch.Tensor, limit: torch.Tensor, dilation: int = 0
+) -> torch.Tensor:
+    """(B, h, w) bool: patches above their limit, grown by `dilation` grid steps."""
+    rejected = patch_scores > limit
+    if dilation > 0:
+        r = dilation
+        rejected = F.max_pool2d(rejected[:, None].float(), 2 * r + 1, 1, r)[:, 0] > 0
+    return rejected
