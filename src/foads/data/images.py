@@ -72,9 +72,13 @@ def load_image(path: str | Path) -> Image.Image:
 
 
 def load_mask(
-    path: str | Path, size: tuple[int, int], image_path: str | Path | None = None
+    path: str | Path,
+    size: tuple[int, int],
+    image_path: str | Path | None = None,
+    threshold: int | None = None,
 ) -> np.ndarray:
-    """Read a ground-truth mask as a boolean (H, W) array; a pixel above 127 is a defect.
+    """Read a ground-truth mask as a boolean (H, W) array; a pixel above ``threshold``
+    (default ``MASK_THRESHOLD``, 127; 0: any non-zero pixel) is a defect.
 
     ``size`` is the (W, H) of the image the mask belongs to; a mask of another size is a
     dataset error, since resizing it would silently move the defect.
@@ -89,7 +93,7 @@ def load_mask(
             f"mask {path} is {img.size[0]}x{img.size[1]} (WxH) but {of_image} is "
             f"{size[0]}x{size[1]}; expected a mask of the same size as the image"
         )
-    return np.asarray(img) > MASK_THRESHOLD
+    return np.asarray(img) > (MASK_THRESHOLD if threshold is None else threshold)
 
 
 def check_region(
@@ -139,9 +143,9 @@ def _region_size(region) -> tuple[int, int]:
 def load_sample_mask(sample: Sample) -> np.ndarray:
     """A sample's ground truth as a boolean (H, W) array of its (cropped) image's size.
 
-    Every mask file is checked against the size of the whole image file, then the files are
-    united (a defect may be drawn in several) and cropped to ``region``. A sample without a
-    mask gives an all-False array.
+    Every mask file is checked against the size of the whole image file, thresholded at the
+    sample's ``mask_threshold``, then the files are united (a defect may be drawn in several)
+    and cropped to ``region``. A sample without a mask gives an all-False array.
     """
     region = sample.region
     paths = sample.mask_paths()
@@ -153,7 +157,7 @@ def load_sample_mask(sample: Sample) -> np.ndarray:
         check_region(region, size, sample.path)
     mask = np.zeros((size[1], size[0]), dtype=bool)
     for path in paths:
-        mask |= load_mask(path, size, image_path=sample.path)
+        mask |= load_mask(path, size, sample.path, sample.mask_threshold)
     if region is None:
         return mask
     left, top, right, bottom = region

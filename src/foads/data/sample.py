@@ -14,6 +14,8 @@ class Sample:
     in several mask files). ``region`` makes the sample a tile of its file: (left, top,
     right, bottom) in pixels of the file, right and bottom exclusive; the image and the
     mask are cropped to it when read (``load_sample_image``, ``load_sample_mask``).
+    ``mask_threshold``: a mask pixel above it is a defect; None means the default (127),
+    0 means any non-zero pixel (datasets whose masks hold small label values, e.g. VisA).
     """
 
     path: Path
@@ -22,6 +24,7 @@ class Sample:
     mask_path: Path | tuple[Path, ...] | None = None
     defect_type: str = "good"
     region: tuple[int, int, int, int] | None = None  # None: the whole file
+    mask_threshold: int | None = None  # None: images.MASK_THRESHOLD
 
     def mask_paths(self) -> tuple[Path, ...]:
         """The mask files of this sample (none, one, or several whose union is the mask)."""
