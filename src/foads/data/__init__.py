@@ -14,9 +14,16 @@ from foads.data.images import (
     load_sample_image,
     load_sample_mask,
 )
+from foads.data.kolektor import (
+    KOLEKTORSDD2_CATEGORY,
+    KOLEKTORSDD_CATEGORY,
+    KolektorSDD,
+    KolektorSDD2,
+)
 from foads.data.masked_folder import MaskedFolder
 from foads.data.mtd import MTD_CATEGORY, MagneticTile
-from foads.data.mvtec import MVTEC_CATEGORIES, MVTecAD
+from foads.data.mvtec import DISCOVER, MVTEC_CATEGORIES, MVTecAD
+from foads.data.mvtec3d import MVTEC3D_CATEGORIES, MVTec3DAD
 from foads.data.sample import CategoryData, Sample
 from foads.data.synthetic import (
     DEFECT_TYPES,
@@ -26,6 +33,7 @@ from foads.data.synthetic import (
     generate_synthetic,
 )
 from foads.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, denormalise
+from foads.data.visa import VISA_CATEGORIES, VisA
 
 __all__ = [
     "AITEX",
@@ -34,23 +42,32 @@ __all__ = [
     "BTAD",
     "BTAD_CATEGORIES",
     "DEFECT_TYPES",
+    "DISCOVER",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
+    "KOLEKTORSDD2_CATEGORY",
+    "KOLEKTORSDD_CATEGORY",
     "MTD_CATEGORY",
+    "MVTEC3D_CATEGORIES",
     "MVTEC_CATEGORIES",
     "SYNTHETIC_CATEGORIES",
+    "VISA_CATEGORIES",
     "CategoryData",
     "DatasetError",
     "DatasetReader",
     "ImageFolder",
     "ImageReadError",
     "ImageTransform",
+    "KolektorSDD",
+    "KolektorSDD2",
+    "MVTec3DAD",
     "MVTecAD",
     "MagneticTile",
     "MaskedFolder",
     "Sample",
     "Synthetic",
+    "VisA",
     "denormalise",
     "draw_defect",
     "generate_synthetic",
