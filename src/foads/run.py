@@ -24,6 +24,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from foads.components.anomaly_map import map_smoothing
 from foads.data.errors import ImageReadError
 from foads.data.images import load_sample_image
 from foads.data.sample import CategoryData
@@ -85,7 +86,9 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
     backbone = instantiate(cfg.backbone) if _method_class(cfg).uses_backbone else None
     per_category: dict[str, dict] = {}
     sessions: dict[str, list[dict]] = {}
-    with StopSignals() as stop:
+    # Every method's maps are smoothed the same way (components/anomaly_map.py).
+    smoothing = map_smoothing(cfg.protocol.get("map_smoothing", "scipy"))
+    with StopSignals() as stop, smoothing:
         for category in categories:
             if stop.requested:  # arrived during the last batch of the category before
                 raise StreamInterrupted(

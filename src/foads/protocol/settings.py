@@ -7,6 +7,7 @@ import numbers
 
 from omegaconf import DictConfig
 
+from foads.components.anomaly_map import check_map_smoothing
 from foads.protocol.evaluator import MODES, ORACLE_IMAGES
 
 # key: (kind, lowest, highest, may be null); kind "int" or "number"; None: no such limit.
@@ -52,6 +53,8 @@ def check_settings(cfg: DictConfig) -> None:
     oracle = protocol.get("oracle_images", "all")
     if oracle not in ORACLE_IMAGES:
         raise ValueError(f"protocol.oracle_images must be one of {ORACLE_IMAGES}, got {oracle!r}")
+    if "map_smoothing" in protocol:
+        check_map_smoothing(protocol.map_smoothing)
     drift = protocol.get("drift") or {}
     for key, rule in DRIFT.items():
         if key in drift:
