@@ -96,3 +96,18 @@ def test_given_labels_replace_the_pseudo_labels():
     accepted = model.update(batch, labels=labels)
     assert torch.equal(accepted, labels)
     assert model.counts.sum() == counts + 30
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 2.5])
+def test_epochs_below_one_is_refused_by_name(epochs):
+    """N = 0 used to run one k-means round silently; the paper's ablation starts at N = 1."""
+    with pytest.raises(ValueError, match=r"method\.epochs must be an integer >= 1"):
+        KNGModel(num_nodes=10, epochs=epochs)
+
+
+def test_one_epoch_is_one_kmeans_round():
+    x = clustered(400)
+    one, two = KNGModel(num_nodes=20, epochs=1), KNGModel(num_nodes=20, epochs=2)
+    one.fit(x)
+    two.fit(x)
+    assert not torch.equal(one.means, two.means)  # the second round moved the centres

@@ -68,6 +68,13 @@ class KNGModel(GrowingState):
             raise ValueError(
                 f"num_nodes must be at least 2 (a node needs a runner-up), got {num_nodes}"
             )
+        # The paper's epochs ablation (Figure 8) runs N = 1 to 40; with no k-means round the
+        # graph would have no edge at all, which is not a K-NG the paper describes.
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(
+                f"method.epochs must be an integer >= 1 (the initial k-means rounds N; the "
+                f"paper's ablation starts at 1), got {epochs!r}"
+            )
         if edge_aging not in EDGE_AGING:
             raise ValueError(f"edge_aging must be one of {EDGE_AGING}, got {edge_aging!r}")
         if threshold_type not in THRESHOLD_TYPES:
@@ -139,7 +146,7 @@ class KNGModel(GrowingState):
         centres = x[start].clone()
         edges, ages = empty_edges(x.device)
         s1 = torch.zeros(m, dtype=torch.long, device=x.device)
-        for _ in range(max(1, self.epochs)):
+        for _ in range(self.epochs):
             idx, _ = knn(x, centres, k=2)
             s1, s2 = idx[:, 0], idx[:, 1]
             k = centres.shape[0]
