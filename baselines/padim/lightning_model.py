@@ -10,7 +10,10 @@ from foads.features.extractor import PatchEmbedder
 
 
 class PaDiMModule(ImageGatedMethod):
-    """Layers 1-3, the same random d channels as K-NG, Mahalanobis distance per position."""
+    """Layers 1-3, the same random d channels as K-NG, Mahalanobis distance per position.
+
+    ``upsample``: ``nearest`` (PaDiM's embedding_concat copies each coarse cell over the
+    fine cells it covers) or ``bilinear`` (this code's former choice, K-NG's)."""
 
     name = "padim"
 
@@ -22,10 +25,11 @@ class PaDiMModule(ImageGatedMethod):
         eps: float = 0.01,
         sigma: float = 4.0,
         seed: int = 0,
+        upsample: str = "nearest",
         **acceptance,
     ) -> None:
         super().__init__(sigma, **acceptance)
-        self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed)
+        self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed, upsample=upsample)
         self.model = PaDiMModel(eps)
 
     def _features(self, images):

@@ -165,3 +165,36 @@ def test_channel_subset_depends_only_on_seed(random_resnet18):
 def test_feature_dim_larger_than_channels_raises(random_resnet18):
     with pytest.raises(ValueError, match=r"feature_dim=500.*448"):
         PatchEmbedder(random_resnet18, feature_dim=500)
+
+
+def _padim_embedding_concat(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PaDiM's released embedding_concat (xiahaifeng1995/PaDiM-Anomaly-Detection-Localization-
+    master, main.py), verbatim but for the device: y's cells spread over x's grid by unfold/fold."""
+    B, C1, H1, W1 = x.size()
+    _, C2, H2, W2 = y.size()
+    s = int(H1 / H2)
+    x = F.unfold(x, kernel_size=s, dilation=1, stride=s)
+    x = x.view(B, C1, -1, H2, W2)
+    z = torch.zeros(B, C1 + C2, x.size(2), H2, W2)
+    for i in range(x.size(2)):
+        z[:, :, i, :, :] = torch.cat((x[:, :, i, :, :], y), 1)
+    z = z.view(B, -1, H2 * W2)
+    return F.fold(z, kernel_size=s, output_size=(H1, W1), stride=s)
+
+
+def test_nearest_upsampling_equals_padims_embedding_concat(random_resnet18):
+    from baselines.padim.lightning_model import PaDiMModule
+
+    images = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        layer1, layer2, layer3 = random_resnet18(images)
+    padim = _padim_embedding_concat(_padim_embedding_concat(layer1, layer2), layer3)
+    nearest = PatchEmbedder(random_resnet18, feature_dim=100, seed=3, upsample="nearest")
+    torch.testing.assert_close(nearest(images), padim[:, nearest.channel_index], rtol=0, atol=0)
+    # PaDiM's default is the copy; the bilinear resize (the former default, K-NG's) is not it.
+    assert PaDiMModule(random_resnet18).embedder.upsample == "nearest"
+    bilinear = PatchEmbedder(random_resnet18, feature_dim=100, seed=3)
+    assert bilinear.upsample == "bilinear"
+    assert not torch.allclose(bilinear(images), padim[:, bilinear.channel_index])
+    with pytest.raises(ValueError, match="method.upsample"):
+        PatchEmbedder(random_resnet18, upsample="bicubic")

@@ -8,6 +8,9 @@ from torch import nn
 
 from foads.features.backbones import FeatureBackbone
 
+# How coarser backbone maps are brought to the embedding grid.
+UPSAMPLE = ("bilinear", "nearest")
+
 
 def random_channel_index(total: int, feature_dim: int | None, seed: int = 0) -> torch.Tensor:
     """Sorted random subset of ``feature_dim`` channel indices out of ``total`` (all if None)."""
@@ -33,6 +36,10 @@ class PatchEmbedder(nn.Module):
     ``aggregation`` p > 1 first averages each map over p x p neighbourhoods at its own
     resolution (stride 1, edges padded by replication), as PatchCore aggregates local
     neighbourhoods, so that a patch also describes its surroundings. 1 (the paper): off.
+
+    ``upsample`` is how the coarser maps reach the grid: ``bilinear`` (K-NG, KNG.md section
+    1) or ``nearest`` (each coarse cell copied over the fine cells it covers, which is what
+    PaDiM's released ``embedding_concat`` does with unfold/fold).
     """
 
     def __init__(
@@ -42,13 +49,17 @@ class PatchEmbedder(nn.Module):
         feature_size: int | tuple[int, int] | None = None,
         seed: int = 0,
         aggregation: int = 1,
+        upsample: str = "bilinear",
     ) -> None:
         super().__init__()
         if aggregation < 1 or aggregation % 2 == 0:
             raise ValueError(
                 f"aggregation must be an odd neighbourhood size >= 1 (1 = off), got {aggregation}"
             )
+        if upsample not in UPSAMPLE:
+            raise ValueError(f"method.upsample must be one of {UPSAMPLE}, got {upsample!r}")
         self.aggregation = aggregation
+        self.upsample = upsample
         self.backbone = backbone
         self.total_channels = sum(backbone.channels)
         self.feature_size = feature_size
@@ -99,13 +110,21 @@ class PatchEmbedder(nn.Module):
             if self.aggregation > 1:
                 fmap = _neighbourhood_mean(fmap, self.aggregation)
             if fmap.shape[-2:] != size:
-                fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
+                fmap = _resize(fmap, size, self.upsample)
             parts.append(fmap)
         if offset != self.total_channels:
             raise RuntimeError(
                 f"backbone returned {offset} channels, expected {self.total_channels}"
             )
         return torch.cat(parts, dim=1)
+
+
+def _resize(fmap: torch.Tensor, size, mode: str) -> torch.Tensor:
+    if mode == "nearest":
+        # Output cell i reads input cell floor(i * in / out): for an integer factor s, each
+        # coarse cell fills an s x s block, as PaDiM's unfold/fold concatenation.
+        return F.interpolate(fmap, size=size, mode="nearest")
+    return F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
 
 
 def _neighbourhood_mean(fmap: torch.Tensor, size: int) -> torch.Tensor:

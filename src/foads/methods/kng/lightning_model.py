@@ -77,6 +77,7 @@ class KNGModule(StreamingMethod):
         feature_dim: int = 100,
         feature_size: int | None = None,
         aggregation: int = 1,
+        upsample: str = "bilinear",
         sigma: float = 4.0,
         seed: int = 0,
     ) -> None:
@@ -87,7 +88,9 @@ class KNGModule(StreamingMethod):
         if patch_gate_margin <= 0:
             raise ValueError(f"method.patch_gate_margin must be positive, got {patch_gate_margin}")
         image_gate = resolve_image_gate(image_gate, PAPER_IMAGE_GATE)
-        self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed, aggregation)
+        self.embedder = PatchEmbedder(
+            backbone, feature_dim, feature_size, seed, aggregation, upsample
+        )
         self.model = KNGModel(
             num_nodes=num_nodes,
             epochs=epochs,
