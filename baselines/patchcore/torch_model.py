@@ -44,18 +44,37 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
+# PatchCore's image score: the largest patch distance (its released code), that distance
+# reweighted by how isolated its nearest bank patch is (the paper's eq. 7), or the maximum of
+# the smoothed, upsampled map (this code's former score).
+IMAGE_SCORES = ("max_patch", "reweighted", "map_max")
+
+
 class PatchCoreModel(GrowingState):
-    """Memory bank of coreset patches and the shot each came from (for leave-one-out)."""
+    """Memory bank of coreset patches and the shot each came from (for leave-one-out).
+
+    `coreset_projection` p: the greedy coreset (fit, online additions and shrinking) selects
+    on distances after a seeded sparse random projection to p dimensions, as PatchCore's
+    approximate greedy coreset (p = 128); None: exact distances."""
 
     def __init__(
-        self, coreset_ratio: float = 0.1, seed: int = 0, max_bank: int | None = None
+        self,
+        coreset_ratio: float = 0.1,
+        seed: int = 0,
+        max_bank: int | None = None,
+        coreset_projection: int | None = 128,
     ) -> None:
         super().__init__()
         if max_bank is not None and max_bank < 1:
             raise ValueError(f"method.max_bank must be at least 1 (or null), got {max_bank}")
+        if coreset_projection is not None and coreset_projection < 1:
+            raise ValueError(
+                f"method.coreset_projection must be at least 1 (or null), got {coreset_projection}"
+            )
         self.coreset_ratio = coreset_ratio
         self.seed = seed
         self.max_bank = max_bank
+        self.coreset_projection = coreset_projection
         self.register_buffer("bank", torch.empty(0))
         self.register_buffer("origin", torch.empty(0, dtype=torch.long))
 
@@ -66,7 +85,7 @@ class PatchCoreModel(GrowingState):
     def fit(self, x: torch.Tensor) -> None:
         rows = _rows(x)
         image = torch.arange(x.shape[0], device=x.device).repeat_interleave(x.shape[2] * x.shape[3])
-        keep = greedy_coreset(rows, self.coreset_ratio, seed=self.seed)
+        keep = self._coreset(rows, self.coreset_ratio)
         self.bank, self.origin = rows[keep], image[keep]
 
     @torch.no_grad()
@@ -79,7 +98,7 @@ class PatchCoreModel(GrowingState):
             rows = rows[allowed.reshape(-1).to(rows.device)]
         if rows.shape[0] == 0:
             return
-        keep = greedy_coreset(rows, self.coreset_ratio, existing=self.bank)
+        keep = self._coreset(rows, self.coreset_ratio, existing=self.bank)
         self.bank = torch.cat([self.bank, rows[keep]])
         self.origin = torch.cat([self.origin, self.origin.new_full((keep.numel(),), -1)])
         if self.max_bank is not None and self.bank.shape[0] > self.max_bank:
@@ -94,18 +113,69 @@ class PatchCoreModel(GrowingState):
         size = max(1, size)
         shots = torch.nonzero(self.origin >= 0)[:, 0]
         if shots.numel() >= size:
-            keep = greedy_coreset(self.bank, 1.0, seed=self.seed, count=size)
+            keep = self._coreset(self.bank, 1.0, count=size)
         else:
             stream = torch.nonzero(self.origin < 0)[:, 0]
-            picked = greedy_coreset(
+            picked = self._coreset(
                 self.bank[stream], 1.0, existing=self.bank[shots], count=size - shots.numel()
             )
             keep = torch.cat([shots, stream[picked]])
         self.bank, self.origin = self.bank[keep], self.origin[keep]
 
+    def _coreset(self, x, ratio, existing=None, count=None) -> torch.Tensor:
+        return greedy_coreset(
+            x, ratio, existing, seed=self.seed, count=count, projection=self.coreset_projection
+        )
+
+    def _bank(self, exclude_origin: int | None) -> torch.Tensor:
+        """The bank, without the patches of shot `exclude_origin` (leave-one-out)."""
+        return self.bank if exclude_origin is None else self.bank[self.origin != exclude_origin]
+
+    @torch.no_grad()
+    def nearest(
+        self, x: torch.Tensor, exclude_origin: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, d, h, w) -> (B, h, w) distance of each patch to its nearest bank patch, and
+        that patch's row in the bank (without shot `exclude_origin`'s patches, if given)."""
+        b, _, h, w = x.shape
+        idx, dist = knn(_rows(x), self._bank(exclude_origin), 1)
+        return dist[:, 0].view(b, h, w), idx[:, 0].view(b, h, w)
+
     @torch.no_grad()
     def score(self, x: torch.Tensor, exclude_origin: int | None = None) -> torch.Tensor:
         """(B, d, h, w) -> (B, h, w) distance of each patch to its nearest bank patch."""
-        b, _, h, w = x.shape
-        bank = self.bank if exclude_origin is None else self.bank[self.origin != exclude_origin]
-        return knn(_rows(x), bank, 1)[1][:, 0].view(b, h, w)
+        return self.nearest(x, exclude_origin)[0]
+
+    @torch.no_grad()
+    def image_scores(
+        self,
+        x: torch.Tensor,
+        distance: torch.Tensor,
+        nearest: torch.Tensor,
+        reweight_neighbours: int | None = None,
+        exclude_origin: int | None = None,
+    ) -> torch.Tensor:
+        """(B,) image scores from the patch distances (B, h, w) and nearest bank rows
+        (B, h, w) that `nearest` gave for x (with the same `exclude_origin`).
+
+        reweight_neighbours None: s* = the largest patch distance (PatchCore's released
+        code). b: the paper's eq. 7, s = (1 - exp(||m_test* - m*||) / sum over the b nearest
+        bank patches m of m* (m* itself included) of exp(||m_test* - m||)) s*, where m_test*
+        is the patch of largest distance s* and m* its nearest bank patch: a patch whose
+        nearest bank patch sits in a dense region of the bank counts less."""
+        b = x.shape[0]
+        flat = distance.reshape(b, -1)
+        worst = flat.argmax(dim=1)
+        rows = torch.arange(b, device=flat.device)
+        s_star = flat[rows, worst]
+        if reweight_neighbours is None:
+            return s_star
+        bank = self._bank(exclude_origin)
+        d = x.shape[1]
+        m_test = x.permute(0, 2, 3, 1).reshape(b, -1, d)[rows, worst]  # (B, d)
+        m_star = bank[nearest.reshape(b, -1)[rows, worst]]  # (B, d)
+        support = knn(m_star, bank, min(int(reweight_neighbours), bank.shape[0]))[0]  # (B, k)
+        to_support = (m_test[:, None] - bank[support]).norm(dim=-1)  # (B, k)
+        to_star = (m_test - m_star).norm(dim=-1)
+        weight = 1.0 - torch.exp(to_star - torch.logsumexp(to_support, dim=1))
+        return weight * s_star
