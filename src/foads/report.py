@@ -15,7 +15,9 @@ Prints and writes to `<dir>/report/` (or `--out`):
 - `maps_<category>.png`: every setting's anomaly maps on the same stream images (Figure 10);
 - `drift_<scenario>.png` for drifted streams: image AUROC and the false-positive rate at the
   shots' threshold per session against stream position, a line per mode, the drift shaded;
-- `failures.txt`: the jobs without a summary and why.
+- `failures.txt`: the jobs without a summary and why;
+- with `--paper`, `paper_comparison.md`: the paper's published numbers (Tables 3-8, MVTec AD,
+  ResNet18) beside the measured ones and measured - paper (`foads.outputs.paper`).
 
 It never re-runs a model: every number is a job's summary.json value (or their mean).
 """
@@ -27,6 +29,7 @@ import csv
 from pathlib import Path
 
 from foads.outputs.jobs import find_jobs, group_settings
+from foads.outputs.paper import paper_comparison, paper_markdown
 from foads.outputs.report_figures import (
     drift_curves,
     hyperparameter_curves,
@@ -54,8 +57,11 @@ def _write(rows: list[list[str]], out_dir: Path, name: str, title: str) -> str:
     return text
 
 
-def report(root: Path, out_dir: Path | None = None, figures: bool = True) -> dict:
-    """Write the report of the jobs under root; returns what it made (for callers and tests)."""
+def report(
+    root: Path, out_dir: Path | None = None, figures: bool = True, paper: bool = False
+) -> dict:
+    """Write the report of the jobs under root; returns what it made (for callers and tests).
+    paper: also `paper_comparison.md`, the paper's numbers beside the measured ones."""
     root = Path(root)
     swept, jobs = find_jobs(root)
     if not any(j.status == "ok" for j in jobs):
@@ -84,6 +90,11 @@ def report(root: Path, out_dir: Path | None = None, figures: bool = True) -> dic
     (out_dir / "failures.txt").write_text("".join(f"{line}\n" for line in failures))
     if failures:
         text.append(f"\n{len(failures)} job(s) without results:\n" + "\n".join(failures))
+    if paper:
+        made["paper"] = paper_comparison(settings, swept)
+        made["paper_text"] = paper_markdown(made["paper"], root)
+        (out_dir / "paper_comparison.md").write_text(made["paper_text"])
+        text.append("\n" + made["paper_text"])
     if figures:
         made["figures"] = session_curves_by_setting(settings, out_dir)
         if key is not None:
@@ -100,8 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", type=Path, help="a run or multirun directory")
     parser.add_argument("--out", type=Path, help="where to write (default <root>/report)")
     parser.add_argument("--no-figures", action="store_true", help="tables only")
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="also paper_comparison.md: the paper's Tables 3-8 beside the measured numbers",
+    )
     args = parser.parse_args(argv)
-    made = report(args.root, args.out, figures=not args.no_figures)
+    made = report(args.root, args.out, figures=not args.no_figures, paper=args.paper)
     print(made["text"])
     for figure in made.get("figures", []):
         if figure.name.startswith("drift_"):  # the figure that shows a drifting stream
