@@ -178,3 +178,37 @@ def test_pooled_criterion_and_stream_means_by_hand():
     means = pool.stream_means(rows)
     assert means[1] == ["a/x", "2", "77.5", "82.5", "82.6", "77.5", "+5.0"]
     assert means[2][-1] == "-5.0"
+
+
+def test_spade_replays_with_its_final_stage_and_from_a_cache_made_without_it(make_cfg, tmp_path):
+    """SPADE's image feature (the backbone's pooled final stage) comes from the cache, so a
+    replay equals the run; a cache from before it was stored (format 1) is completed from its
+    deepest maps and gives the same numbers."""
+    import torch
+
+    from foads.features.cache import FeatureCache
+
+    over = (
+        "method=spade",
+        "mode=online",
+        "dataset.category=brick",
+        "save_checkpoint=false",
+        f"replay.cache_dir={tmp_path / 'cache'}",
+    )
+    real = run(make_cfg(*over, out=tmp_path / "run"))
+    first = replay(make_cfg(*over, out=tmp_path / "replay1"))
+    (path,) = (tmp_path / "cache").rglob("*.pt")
+    cache = FeatureCache.load(path)
+    assert cache.pooled is not None and cache.pooled.shape[1] == 1280  # EfficientNet-Lite0
+    for key in COMPARED:
+        assert first[key] == pytest.approx(real[key], abs=1e-4), key
+    assert first["initial_parameters"] == real["initial_parameters"]
+
+    blob = torch.load(path, weights_only=False)
+    blob["format"] = 1
+    del blob["pooled"]
+    torch.save(blob, path)
+    old = replay(make_cfg(*over, out=tmp_path / "replay2"))
+    assert FeatureCache.load(path).pooled is None  # read as it is, not rewritten
+    for key in COMPARED:
+        assert old[key] == pytest.approx(real[key], abs=1e-4), key

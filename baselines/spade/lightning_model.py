@@ -8,10 +8,18 @@ from baselines.image_gated import ImageGatedMethod
 from baselines.spade.torch_model import SPADEModel
 from foads.features.extractor import PatchEmbedder
 
+# The image feature of SPADE's image-level kNN: last_stage (the backbone's final stage,
+# global-average-pooled, all its channels: Cohen and Hoshen's ResNet avgpool feature) or
+# layer3 (the deepest of the three embedding maps, pooled: this code's former feature).
+IMAGE_FEATURES = ("last_stage", "layer3")
+
 
 class SPADEModule(ImageGatedMethod):
-    """Pooled deepest-map features pick the k nearest gallery images; patch embeddings (the
-    same layers and d channels as K-NG) are matched against those images' patches."""
+    """Pooled image features pick the k nearest gallery images; patch embeddings (the same
+    layers and d channels as K-NG) are matched against those images' patches.
+
+    `image_features`: last_stage (default, SPADE's) or layer3 (see IMAGE_FEATURES).
+    """
 
     name = "spade"
 
@@ -24,15 +32,27 @@ class SPADEModule(ImageGatedMethod):
         sigma: float = 4.0,
         seed: int = 0,
         max_gallery: int | None = None,
+        image_features: str = "last_stage",
         **acceptance,
     ) -> None:
         super().__init__(sigma, **acceptance)
+        if image_features not in IMAGE_FEATURES:
+            raise ValueError(
+                f"method.image_features must be one of {IMAGE_FEATURES}, got {image_features!r}"
+            )
+        self.image_features = image_features
+        if image_features == "last_stage":
+            backbone.enable_last_stage()
         self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed)
         self.model = SPADEModel(top_k, max_gallery)
 
     def _features(self, images):
-        maps = self.embedder.backbone(images)
-        pooled = maps[-1].mean(dim=(2, 3))
+        """(pooled image features (B, C), patch embeddings (B, d, h, w))."""
+        if self.image_features == "last_stage":
+            *maps, pooled = self.embedder.backbone(images, last_stage=True)
+        else:
+            maps = self.embedder.backbone(images)
+            pooled = maps[-1].mean(dim=(2, 3))
         return pooled, self.embedder.embed_maps(maps, images.shape[-2:])
 
     def _cat(self, parts):

@@ -153,3 +153,26 @@ def test_patchcore_fit_add_and_shrink_all_select_with_the_projection(monkeypatch
     exact = PatchCoreModel(coreset_ratio=0.5, coreset_projection=None)
     exact.fit(torch.randn(2, 32, 4, 4, generator=gen))
     assert seen == [None]
+
+
+# ----------------------------------------------------------------------------- SPADE
+
+
+def test_spade_image_feature_is_the_pooled_final_stage_at_full_width():
+    from baselines.spade.lightning_model import SPADEModule
+
+    backbone = random_backbone()
+    method = SPADEModule(backbone, feature_dim=20)
+    assert method.image_features == "last_stage"
+    batch = images(2, 1)
+    pooled, patches = method._features(batch)
+    with torch.no_grad():
+        maps = backbone(batch)
+        expected = backbone.pool_last_stage(maps[-1])
+    assert pooled.shape == (2, 512)  # ResNet18's layer4, all channels, not layer3's 256
+    torch.testing.assert_close(pooled, expected, rtol=0, atol=0)
+    assert patches.shape[1] == 20
+    old = SPADEModule(backbone, feature_dim=20, image_features="layer3")
+    torch.testing.assert_close(old._features(batch)[0], maps[-1].mean(dim=(2, 3)))
+    with pytest.raises(ValueError, match="method.image_features"):
+        SPADEModule(backbone, image_features="layer4")

@@ -198,3 +198,59 @@ def test_nearest_upsampling_equals_padims_embedding_concat(random_resnet18):
     assert not torch.allclose(bilinear(images), padim[:, bilinear.channel_index])
     with pytest.raises(ValueError, match="method.upsample"):
         PatchEmbedder(random_resnet18, upsample="bicubic")
+
+
+LAST_STAGE_CHANNELS = {"resnet18": 512, "wide_resnet50_2": 2048, "efficientnet_lite0": 1280}
+
+
+@pytest.mark.parametrize(
+    "name,size", [("resnet18", 96), ("efficientnet_lite0", 96), ("wide_resnet50_2", 64)]
+)
+def test_last_stage_pooled_vector_is_an_optional_fourth_output(name, size):
+    torch.manual_seed(0)
+    backbone = build_backbone(name, pretrained=False)
+    images = torch.randn(2, 3, size, size)
+    before = sum(p.numel() for p in backbone.parameters())
+    with torch.no_grad():
+        maps = backbone(images)
+        with pytest.raises(RuntimeError, match="enable_last_stage"):
+            backbone(images, last_stage=True)
+        assert sum(p.numel() for p in backbone.parameters()) == before  # not held until asked
+        backbone.enable_last_stage()
+        *again, pooled = backbone(images, last_stage=True)
+    assert sum(p.numel() for p in backbone.parameters()) > before
+    for a, b in zip(maps, again, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert pooled.shape == (2, LAST_STAGE_CHANNELS[name])
+    # Built twice (a replay cache's copy and the method's), it is the same stage.
+    copy = backbone.build_last_stage()
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.pool(copy, maps[-1]), pooled, rtol=0, atol=0)
+
+
+def test_efficientnet_lite0_last_stage_is_the_classifiers_pooled_feature():
+    backbone = build_backbone("efficientnet_lite0")
+    backbone.enable_last_stage()
+    classifier = build_classifier("efficientnet_lite0")
+    x = _imagenet_tensor(data.chelsea())
+    with torch.no_grad():
+        pooled = backbone(x, last_stage=True)[-1]
+        net = classifier[1]
+        expected = net.forward_head(net.forward_features(classifier[0](x)), pre_logits=True)
+        logits = net.classifier(pooled)
+    torch.testing.assert_close(pooled, expected, rtol=1e-5, atol=1e-5)
+    assert int(logits.argmax()) in IMAGENET_CATS  # the head reads it as the classifier does
+
+
+def test_resnet_last_stage_is_layer4_average_pooled(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(2)
+    reference = build_classifier("resnet18", pretrained=False)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(reference.state_dict(), torchvision_weights_path("resnet18"))
+    backbone = build_backbone("resnet18")
+    backbone.enable_last_stage()
+    reference.fc = torch.nn.Identity()  # the classifier's input: avgpool(layer4(...))
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(x, last_stage=True)[-1], reference.eval()(x))

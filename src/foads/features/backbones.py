@@ -1,5 +1,12 @@
 """Frozen ImageNet backbones that return feature maps at strides 4, 8 and 16.
 
+On request (`enable_last_stage`, then `backbone(images, last_stage=True)`) a backbone also
+returns the global-average-pooled output of its final stage, the image feature SPADE's
+image-level kNN uses: ResNet's layer4 (its avgpool output, 512 / 2048 channels);
+EfficientNet-Lite0's last blocks and 1x1 head convolution before the classifier (1280
+channels). It runs on the deepest of the three maps, so a cache of those maps suffices to
+compute it again.
+
 Every backbone and classifier built here takes ImageNet-normalised input (mean/std of
 KNG.md section 1); a backbone whose weights expect another normalisation converts inside.
 
@@ -18,9 +25,10 @@ Weights:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlparse
 
 import torch
@@ -62,7 +70,10 @@ class FeatureBackbone(nn.Module):
     """A CNN trunk returning three feature maps at strides 4, 8, 16 for ImageNet-normalised input.
 
     ``body`` maps a (B, 3, H, W) tensor to a list or dict of three maps, shallowest first;
-    ``channels`` are their channel counts.
+    ``channels`` are their channel counts. ``last_stage`` (a picklable callable) builds the
+    network's final stage, from the deepest map to the features before the classifier; it
+    is only built when a method asks for it (`enable_last_stage`), so that a method that
+    never uses it neither holds nor counts its weights.
     """
 
     strides: tuple[int, int, int] = STRIDES
@@ -73,18 +84,51 @@ class FeatureBackbone(nn.Module):
         channels: tuple[int, int, int],
         name: str = "",
         input_transform: nn.Module | None = None,
+        last_stage: Callable[[], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         self.body = body
         self.channels = tuple(int(c) for c in channels)
         self.name = name
         self.input_transform = input_transform if input_transform is not None else nn.Identity()
+        self._last_stage_factory = last_stage
+        self.last_stage: nn.Module | None = None
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def build_last_stage(self) -> nn.Module:
+        """A new frozen, eval-mode copy of the final stage (deepest map -> final feature map),
+        on the body's device: the same weights every time (random ones are seeded)."""
+        if self._last_stage_factory is None:
+            raise ValueError(f"backbone {self.name!r} has no final stage to pool")
+        stage = self._last_stage_factory().eval().requires_grad_(False)
+        device = next(self.body.parameters(), torch.empty(0)).device
+        return stage.to(device)
+
+    def enable_last_stage(self) -> None:
+        """Hold the final stage (once), so that `forward(..., last_stage=True)` works."""
+        if self.last_stage is None:
+            self.last_stage = self.build_last_stage()
+
+    @staticmethod
+    def pool(stage: nn.Module, deepest: torch.Tensor) -> torch.Tensor:
+        """(B, C) global average of the final stage's output on the deepest map."""
+        return stage(deepest).mean(dim=(2, 3))
+
+    def pool_last_stage(self, deepest: torch.Tensor) -> torch.Tensor:
+        if self.last_stage is None:
+            raise RuntimeError(
+                f"backbone {self.name!r}: the final stage was not enabled (enable_last_stage)"
+            )
+        return self.pool(self.last_stage, deepest)
+
+    def forward(self, images: torch.Tensor, last_stage: bool = False) -> list[torch.Tensor]:
+        """The three maps; with `last_stage`, followed by the final stage's pooled (B, C)."""
         features = self.body(self.input_transform(images))
         if isinstance(features, dict):
             features = list(features.values())
-        return list(features)
+        features = list(features)
+        if last_stage:
+            features.append(self.pool_last_stage(features[-1]))
+        return features
 
 
 class _EfficientNetTrunk(nn.Module):
@@ -189,7 +233,26 @@ def _torchvision_backbone(name: str, pretrained: bool) -> FeatureBackbone:
     layers = ("layer1", "layer2", "layer3")
     # The traced extractor keeps only the modules up to layer3 (no layer4, no fc).
     body = create_feature_extractor(model, return_nodes={layer: layer for layer in layers})
-    return FeatureBackbone(body, _TORCHVISION_CHANNELS[name], name=name)
+    last_stage = functools.partial(_torchvision_last_stage, name, pretrained)
+    return FeatureBackbone(body, _TORCHVISION_CHANNELS[name], name=name, last_stage=last_stage)
+
+
+@contextlib.contextmanager
+def _seeded_if_random(pretrained: bool) -> Iterator[None]:
+    """Random weights drawn from seed 0 (the global generator left as it was): the final
+    stage built twice is the same module."""
+    if pretrained:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
+def _torchvision_last_stage(name: str, pretrained: bool) -> nn.Module:
+    """ResNet's layer4 (its output, average-pooled, is what the classifier sees)."""
+    with _seeded_if_random(pretrained):
+        return _torchvision_classifier(name, pretrained).layer4
 
 
 # ------------------------------------------------------------------------- EfficientNet-Lite0
@@ -237,14 +300,32 @@ def _efficientnet_lite0_classifier(pretrained: bool) -> nn.Module:
     return model
 
 
+def _efficientnet_block_indices(model: nn.Module) -> tuple[int, ...]:
+    """The blocks whose outputs are the stride 4, 8 and 16 maps."""
+    info = {f["reduction"]: f for f in model.feature_info}
+    # feature_info names the last block at each stride, e.g. "blocks.4" for stride 16.
+    return tuple(int(info[s]["module"].split(".")[1]) for s in STRIDES)
+
+
 def _efficientnet_lite0_backbone(pretrained: bool) -> FeatureBackbone:
     model = _efficientnet_lite0_classifier(pretrained)
     info = {f["reduction"]: f for f in model.feature_info}
-    # feature_info names the last block at each stride, e.g. "blocks.4" for stride 16.
-    block_indices = tuple(int(info[s]["module"].split(".")[1]) for s in STRIDES)
+    block_indices = _efficientnet_block_indices(model)
     channels = tuple(info[s]["num_chs"] for s in STRIDES)
     body = _EfficientNetTrunk(model, block_indices)
-    return FeatureBackbone(body, channels, "efficientnet_lite0", _imagenet_to_tf_lite())
+    last_stage = functools.partial(_efficientnet_lite0_last_stage, pretrained)
+    return FeatureBackbone(
+        body, channels, "efficientnet_lite0", _imagenet_to_tf_lite(), last_stage=last_stage
+    )
+
+
+def _efficientnet_lite0_last_stage(pretrained: bool) -> nn.Module:
+    """The blocks after the stride-16 map, then the 1x1 head convolution with its BN and
+    ReLU6: the features that the classifier sees, average-pooled (1280 channels)."""
+    with _seeded_if_random(pretrained):
+        model = _efficientnet_lite0_classifier(pretrained)
+    deepest = _efficientnet_block_indices(model)[-1]
+    return nn.Sequential(*list(model.blocks)[deepest + 1 :], model.conv_head, model.bn2)
 
 
 # ------------------------------------------------------------------------------- public

@@ -3,10 +3,15 @@
 A replay runs the real protocol and the real method: only the frozen backbone's forward pass
 and the reading of images and masks are replaced by rows of this cache. The cache holds the
 backbone's three maps of every image of the category (shots pool and test set alike), so
-one cache serves every seed, split, channel subset (`feature_dim`) and rule. In a replay an
-image is a constant tensor whose value is its row in the cache; `CachedBackbone` reads the
-row back and returns that image's stored maps. Stored in float32 the maps are bit for bit
-what the backbone gave, so a replay reproduces the run.
+one cache serves every seed, split, channel subset (`feature_dim`) and rule. It also holds
+each image's pooled final-stage vector (SPADE's image feature, `FeatureBackbone`'s
+`last_stage` output). In a replay an image is a constant tensor whose value is its row in
+the cache; `CachedBackbone` reads the row back and returns that image's stored maps. Stored
+in float32 the maps are bit for bit what the backbone gave, so a replay reproduces the run.
+
+A cache written before the pooled vectors were stored (format 1) is still read: the pooled
+vectors are then computed from its deepest maps by the real final stage, which is what the
+backbone does with the same maps.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from foads.data.sample import Sample
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: with the pooled final-stage vectors; 1 (still read): without
+READABLE_FORMATS = (1, 2)
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
@@ -39,13 +45,15 @@ def sample_key(sample: Sample) -> str:
 
 @dataclass
 class FeatureCache:
-    """Maps (a tensor per backbone stage, (N, C, h, w)) and masks (N, H, W) of N images."""
+    """Maps (a tensor per backbone stage, (N, C, h, w)), the final stage's pooled vectors
+    (N, C') (None in a format-1 file) and masks (N, H, W) of N images."""
 
     keys: list[str]
     maps: list[torch.Tensor]
     masks: torch.Tensor
     errors: dict[int, str]  # row -> why that image could not be read
     meta: dict
+    pooled: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self._rows = {k: i for i, k in enumerate(self.keys)}
@@ -57,7 +65,8 @@ class FeatureCache:
         return self._rows[key]
 
     def nbytes(self) -> int:
-        return sum(m.numel() * m.element_size() for m in self.maps) + self.masks.numel()
+        tensors = [*self.maps] + ([] if self.pooled is None else [self.pooled])
+        return sum(t.numel() * t.element_size() for t in tensors) + self.masks.numel()
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +76,7 @@ class FeatureCache:
                 "format": FORMAT,
                 "keys": self.keys,
                 "maps": self.maps,
+                "pooled": self.pooled,
                 "masks": self.masks,
                 "errors": self.errors,
                 "meta": self.meta,
@@ -78,9 +88,16 @@ class FeatureCache:
     @classmethod
     def load(cls, path: Path) -> FeatureCache:
         blob = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a foads feature cache (format {FORMAT})")
-        return cls(blob["keys"], blob["maps"], blob["masks"], blob["errors"], blob["meta"])
+        if not isinstance(blob, dict) or blob.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{path} is not a foads feature cache (format {READABLE_FORMATS})")
+        return cls(
+            blob["keys"],
+            blob["maps"],
+            blob["masks"],
+            blob["errors"],
+            blob["meta"],
+            blob.get("pooled"),
+        )
 
 
 @torch.no_grad()
@@ -93,7 +110,8 @@ def build_cache(
     meta: dict | None = None,
 ) -> FeatureCache:
     """Run the backbone once over every sample (through the run's own image loader, so the
-    images are exactly the run's) and keep its maps and each sample's ground truth."""
+    images are exactly the run's) and keep its maps, its final stage's pooled vectors (when
+    the backbone has a final stage) and each sample's ground truth."""
     if dtype not in DTYPES:
         raise ValueError(f"cache dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     samples = list(samples)
@@ -101,13 +119,18 @@ def build_cache(
     rows: list[int] = []
     errors: dict[int, str] = {}
     device = next(backbone.parameters(), torch.empty(0)).device
+    # A copy of the final stage, not the backbone's own: building a cache must not change
+    # the backbone a method is given (nor its parameter count).
+    stage = backbone.build_last_stage() if hasattr(backbone, "build_last_stage") else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreadable images are recorded, and warned at replay
         for batch in loader(samples):
             errors.update(dict(batch["skipped"]))
             if batch["image"].numel() == 0:
                 continue
-            maps = backbone(batch["image"].to(device))
+            maps = list(backbone(batch["image"].to(device)))
+            if stage is not None:
+                maps.append(backbone.pool(stage, maps[-1]))
             parts.append([m.to("cpu", DTYPES[dtype]) for m in maps])
             rows.extend(batch["index"].tolist())
     if not parts:
@@ -121,7 +144,9 @@ def build_cache(
     index = torch.tensor(rows)
     for full, part in zip(maps, stacked, strict=True):
         full[index] = part
-    return FeatureCache([sample_key(s) for s in samples], maps, masks, errors, dict(meta or {}))
+    pooled = maps.pop() if stage is not None else None
+    keys = [sample_key(s) for s in samples]
+    return FeatureCache(keys, maps, masks, errors, dict(meta or {}), pooled)
 
 
 class CachedBackbone(nn.Module):
@@ -136,6 +161,11 @@ class CachedBackbone(nn.Module):
         self.channels = backbone.channels
         self.name = getattr(backbone, "name", "")
 
+    def enable_last_stage(self) -> None:
+        """As the real backbone's: it then holds (and counts) its final stage, which also
+        computes the pooled vectors that a format-1 cache lacks."""
+        self.real.enable_last_stage()
+
     @property
     def cache(self) -> FeatureCache:
         return self.caches[0]
@@ -145,17 +175,31 @@ class CachedBackbone(nn.Module):
         self.caches.append(cache)
         return len(self.caches) - 1
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, images: torch.Tensor, last_stage: bool = False) -> list[torch.Tensor]:
+        """The cached maps of the images' rows; with `last_stage`, then their pooled vectors
+        (from the cache, or computed from the cached deepest maps where it has none)."""
         rows = images[:, 0, 0, 0].round().long().cpu()
         ids = images[:, 1, 0, 0].round().long().cpu()
+        used = [self.caches[c] for c in ids.unique().tolist()]
+        maps = self._gather(rows, ids, lambda cache: cache.maps, images.device)
+        if not last_stage:
+            return maps
+        if all(cache.pooled is not None for cache in used):
+            pooled = self._gather(rows, ids, lambda cache: [cache.pooled], images.device)[0]
+        else:
+            pooled = self.real.pool_last_stage(maps[-1])
+        return [*maps, pooled]
+
+    def _gather(self, rows, ids, tensors, device) -> list[torch.Tensor]:
+        """Rows of each tensor of `tensors(cache)`, each image from the cache its id names."""
         if bool((ids == 0).all()):
-            return [m[rows].to(images.device, torch.float32) for m in self.cache.maps]
-        out = [torch.empty(len(rows), *m.shape[1:]) for m in self.cache.maps]
+            return [t[rows].to(device, torch.float32) for t in tensors(self.cache)]
+        out = [torch.empty(len(rows), *t.shape[1:]) for t in tensors(self.cache)]
         for cid in ids.unique().tolist():
             pick = ids == cid
-            for full, m in zip(out, self.caches[cid].maps, strict=True):
-                full[pick] = m[rows[pick]].float()
-        return [m.to(images.device) for m in out]
+            for full, t in zip(out, tensors(self.caches[cid]), strict=True):
+                full[pick] = t[rows[pick]].float()
+        return [t.to(device) for t in out]
 
 
 class CachedImages(Dataset):
