@@ -1,11 +1,13 @@
 """Sweeps and the report: configs compose, a smoke multirun runs in-process, the report's
 numbers are the jobs' own, and broken or missing jobs are marked, not dropped."""
 
+import csv
 import json
 import shutil
 import statistics
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class, instantiate
@@ -86,44 +88,76 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
     summaries = {}
     for path in comparison_sweep.glob("*/summary.json"):
         s = json.loads(path.read_text())
-        summaries[f"{s['method']} {s['mode']}"] = s
-    assert sorted(summaries) == [
-        "padim offline",
-        "padim online",
-        "patchcore offline",
-        "patchcore online",
-    ]
+        overrides = yaml.safe_load((path.parent / ".hydra" / "overrides.yaml").read_text())
+        variant = next(o.split("=")[1] for o in overrides if o.startswith("variant="))
+        summaries[f"{overrides[0].split('=')[1]} {variant}"] = s
+        assert s["mode"] == ("offline" if variant == "offline" else "online")
+    methods = ("kng_paper", "padim", "patchcore")
+    variants = ("offline", "online_fair", "online_paper")
+    assert sorted(summaries) == [f"{m} {v}" for m in methods for v in variants]
+    # the variant picked the gate: published (shots / none for K-NG) or fair (stream + patch)
+    for m in methods:
+        cfg = yaml.safe_load(
+            next(
+                (p.parent / ".hydra" / "config.yaml").read_text()
+                for p in comparison_sweep.glob("*/summary.json")
+                if f"method={m}" in (p.parent / ".hydra" / "overrides.yaml").read_text()
+                and "variant=online_fair" in (p.parent / ".hydra" / "overrides.yaml").read_text()
+            )
+        )
+        assert cfg["method"]["image_gate"] == "stream" and cfg["method"]["patch_gate"] == "image"
     made = report(comparison_sweep, tmp_path / "report")
     rows = [
         line.split(",")
         for line in (tmp_path / "report" / "comparison.csv").read_text().splitlines()
     ]
     header = rows[0]
-    assert len(header) == 1 + 4 * 3 and [r[0] for r in rows] == [
+    assert len(header) == 1 + 9 * 3 and [r[0] for r in rows] == [
         "Category",
         "gravel",
         "Average",
         "Jobs finished",
     ]
+    labels = {}
     for col, name in enumerate(header[1:], start=1):
         label, metric = name.rsplit(" ", 1)
         key = {"Image": "image_auroc", "Pixel": "pixel_auroc", "PRO": "pro"}[metric]
-        s = summaries[label]
-        assert rows[1][col] == f"{100 * s['categories']['gravel'][key]:.1f}"
-        assert rows[2][col] == f"{100 * s[key]:.1f}"
-    assert rows[3][1::3] == ["1/1"] * 4
+        labels.setdefault(label, []).append((col, key))
+    assert len(labels) == 9
+    for label, cols in labels.items():
+        s = summaries[label]  # a swept variant stands for the mode: "padim online_fair"
+        for col, key in cols:
+            assert rows[1][col] == f"{100 * s['categories']['gravel'][key]:.1f}"
+            assert rows[2][col] == f"{100 * s[key]:.1f}"
+    assert rows[3][1::3] == ["1/1"] * 9
+    # Table 7 pairs each method's published online rule with its offline model.
     table7 = (tmp_path / "report" / "table7.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in table7] == ["Method", "padim", "patchcore"]
+    assert [line.split(",")[0] for line in table7] == ["Method", *methods]
     gain = 100 * (
-        summaries["padim online"]["image_auroc"] - summaries["padim offline"]["image_auroc"]
+        summaries["padim online_paper"]["image_auroc"] - summaries["padim offline"]["image_auroc"]
     )
-    assert f"({gain:+.1f}," in table7[1]
+    assert f"({gain:+.1f}," in table7[2]
+    # The gates table: offline, then each online variant with its learning and its gain.
+    gates = list(csv.reader((tmp_path / "report" / "gates.csv").open()))
+    assert gates[0][:4] == ["Method", "offline Image", "offline stream Image", "offline PRO"]
+    assert [r[0] for r in gates[1:]] == list(methods)
+    for row in gates[1:]:
+        for arm in ("online_paper", "online_fair"):
+            on, off = summaries[f"{row[0]} {arm}"], summaries[f"{row[0]} offline"]
+            at = {name: v for name, v in zip(gates[0], row)}
+            assert at[f"{arm} accepted"] == f"{100 * on['accepted_fraction']:.1f}"
+            expected = 100 * (on["stream_image_auroc"] - off["stream_image_auroc"])
+            assert at[f"{arm} gain (stream Image)"] == f"{expected:+.1f}"
+    # The fair gate learns from fewer images than the published one lets through.
+    for m in methods:
+        fair, paper = summaries[f"{m} online_fair"], summaries[f"{m} online_paper"]
+        assert fair["accepted_fraction"] < paper["accepted_fraction"]
     names = {p.name for p in made["figures"]}
     assert {"sessions_image.png", "sessions_pro.png", "maps_gravel.png"} <= names
     assert (tmp_path / "report" / "failures.txt").read_text() == ""
     # Sweeps keep no models (save_checkpoint: false), but each job's maps for Figure 10.
     assert not list(comparison_sweep.rglob("checkpoint.pt"))
-    assert len(list(comparison_sweep.rglob("maps.npz"))) == 4
+    assert len(list(comparison_sweep.rglob("maps.npz"))) == 9
 
 
 def test_report_marks_failed_and_missing_jobs(tmp_path, multirun, synthetic_root):

@@ -8,6 +8,9 @@ Prints and writes to `<dir>/report/` (or `--out`):
 - `comparison.md/.csv`: Table 8 layout (a row per category and the Average, Image / Pixel /
   PRO per setting) and the online - offline gain per method;
 - `table7.md/.csv` when methods were run offline and online: Table 7 layout, as measured;
+- `gates.md/.csv` when `variant` was swept (sweep=comparison): a row per method, offline and
+  each online variant (published gate, fair gate) with the accepted and absorbed-anomalous
+  fractions and the online - offline gain in stream-level image AUROC;
 - `ablation.md/.csv` when one hyper-parameter was swept: Tables 3-5 layout (Table 6 for
   `protocol.shots`), and `hyperparameters.png` (Figures 8 and 11);
 - `sessions_image.png`, `sessions_pixel.png`, `sessions_pro.png`: per-session curves, a panel
@@ -40,6 +43,7 @@ from foads.outputs.report_tables import (
     ablation_rows,
     comparison_rows,
     failure_lines,
+    gate_rows,
     online_gain,
     oracle_share,
     payoff_rows,
@@ -74,8 +78,14 @@ def report(
     text = [_write(comparison_rows(settings), out_dir, "comparison", f"Runs under {root}")]
     gains = online_gain(settings)
     text += gains
+    if any(s.values.get("variant") for s in settings):  # sweep=comparison: both gates
+        made["gates"] = gate_rows(settings)
+        title = "Offline and online under the published and the fair gate"
+        text.append("\n" + _write(made["gates"], out_dir, "gates", title))
     # The payoff table when learning is what differs: the mode, or the oracle's images.
-    if any(s.values.get("mode") or s.values.get("protocol.oracle_images") for s in settings):
+    if any(
+        s.values.get(k) for s in settings for k in ("mode", "variant", "protocol.oracle_images")
+    ):
         made["payoff"] = payoff_rows(settings)
         text.append("\n" + _write(made["payoff"], out_dir, "payoff", "What the stream paid"))
         text += oracle_share(settings)

@@ -183,3 +183,28 @@ def test_paper_image_gate_means_each_methods_published_rule():
         PaDiMModule(random_backbone(), feature_dim=8, patch_gate="shots")
     with pytest.raises(ValueError, match="method.gate_window"):
         SPADEModule(random_backbone(), feature_dim=8, gate_window=0)
+
+
+FAINT = [
+    "dataset.category=gravel",
+    "dataset.num_test_good=8",
+    "dataset.num_test_defect=12",
+    "dataset.defect_strength=[0.35,0.5]",
+    "mode=online",
+]
+
+
+def test_fair_gate_keeps_faint_defects_out_of_padim_where_the_published_gate_does_not(make_cfg):
+    """The published gate's threshold (the shots' largest leave-one-out score) lets a faint
+    defect through, and PaDiM then learns it; the fair gate learns from the lower half of
+    the recent images only, and from those not the patches that stand out."""
+    from foads.run import run
+
+    out = {}
+    for gate in ("paper", "fair"):
+        s = run(make_cfg("method=padim", f"gate={gate}", *FAINT))
+        out[gate] = s["categories"]["gravel"]
+    paper, fair = out["paper"], out["fair"]
+    assert paper["absorbed_anomalous_fraction"] > 0.5
+    assert fair["absorbed_anomalous_fraction"] < 0.5 * paper["absorbed_anomalous_fraction"]
+    assert fair["accepted_fraction"] < paper["accepted_fraction"]

@@ -163,12 +163,14 @@ def group_settings(swept: list[str], jobs: list[Job]) -> list[Setting]:
 
 
 def _label(values: dict[str, str], job: Job) -> str:
-    """'kng online', then the other swept keys: 'kng online num_nodes=196', 'kng online [0]'."""
+    """'kng online', then the other swept keys: 'kng online num_nodes=196', 'kng online [0]';
+    a swept `variant` (conf/variant/) stands for the mode: 'padim online_fair'."""
     summary = job.summary or {}
-    parts = [values.get(k) or str(summary.get(k, "?")) for k in ("method", "mode")]
+    named = ("method", "variant") if "variant" in values else ("method", "mode")
+    parts = [values.get(k) or str(summary.get(k, "?")) for k in named]
     for k, v in values.items():
         if k == "run":
             parts.append(f"[{v}]")
-        elif k not in ("method", "mode"):
+        elif k not in ("method", "mode", "variant"):
             parts.append(f"{k.split('.')[-1]}={v}")
     return " ".join(parts)
