@@ -57,3 +57,13 @@ def test_unknown_smoothing_is_refused_by_name():
         smooth_anomaly_map(torch.zeros(1, 2, 2), (4, 4), 1.0, smoothing="gauss")
     with pytest.raises(ValueError, match="protocol.map_smoothing"), map_smoothing("nearest"):
         pass
+
+
+def test_protocol_map_smoothing_is_checked_before_a_run(small_overrides):
+    from conftest import compose_config
+    from foads.protocol.settings import check_settings
+
+    check_settings(compose_config(small_overrides()))  # the default: scipy
+    cfg = compose_config(small_overrides("protocol.map_smoothing=gauss"))
+    with pytest.raises(ValueError, match="protocol.map_smoothing must be one of"):
+        check_settings(cfg)
