@@ -16,7 +16,7 @@ from foads.components.acceptance import (
 from foads.features.backbones import build_backbone
 from foads.protocol.method import Scored
 
-FAIR = dict(image_gate="stream", gate_quantile=0.5, gate_window=4, patch_gate="image")
+FAIR = {"image_gate": "stream", "gate_quantile": 0.5, "gate_window": 4, "patch_gate": "image"}
 
 
 def random_backbone():
@@ -100,7 +100,7 @@ def test_patchcore_fair_gate_keeps_the_defect_out_of_the_bank():
     """Unguarded, the online coreset takes the farthest new patch (the defect) first."""
     banks = {}
     for gate in ("paper", "fair"):
-        options = FAIR if gate == "fair" else dict(image_gate=None)
+        options = FAIR if gate == "fair" else {"image_gate": None}
         method = PatchCoreModule(random_backbone(), feature_dim=20, **options)
         method.collect(images(4, 0))
         method.fit_shots()
@@ -194,7 +194,9 @@ FAINT = [
 ]
 
 
-def test_fair_gate_keeps_faint_defects_out_of_padim_where_the_published_gate_does_not(make_cfg):
+def test_fair_gate_keeps_faint_defects_out_of_padim_where_the_published_gate_does_not(
+    make_cfg, tmp_path
+):
     """The published gate's threshold (the shots' largest leave-one-out score) lets a faint
     defect through, and PaDiM then learns it; the fair gate learns from the lower half of
     the recent images only, and from those not the patches that stand out."""
@@ -202,7 +204,7 @@ def test_fair_gate_keeps_faint_defects_out_of_padim_where_the_published_gate_doe
 
     out = {}
     for gate in ("paper", "fair"):
-        s = run(make_cfg("method=padim", f"gate={gate}", *FAINT))
+        s = run(make_cfg("method=padim", f"gate={gate}", *FAINT, out=tmp_path / gate))
         out[gate] = s["categories"]["gravel"]
     paper, fair = out["paper"], out["fair"]
     assert paper["absorbed_anomalous_fraction"] > 0.5
