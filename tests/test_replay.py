@@ -8,7 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 import foads.data.images
 from foads import pool
 from foads.features.backbones import FeatureBackbone
-from foads.replay import CacheOpener
+from foads.replay import CacheOpener, open_inputs
 from foads.run import run
 
 COMPARED = (
@@ -95,6 +95,9 @@ def test_a_method_without_backbone_cannot_be_replayed(make_cfg, tmp_path):
     with pytest.raises(ValueError, match="replay needs a method that embeds.*draem"):
         replay(cfg)
     assert not (tmp_path / "cache").exists()
+    # `python -m foads.replay` runs it from the images instead (one multirun, every method)
+    assert open_inputs(cfg) is None
+    assert isinstance(open_inputs(make_cfg(f"replay.cache_dir={tmp_path / 'cache'}")), CacheOpener)
 
 
 def run_replay_multirun(sweep_dir, data_dir, *overrides):

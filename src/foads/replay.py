@@ -11,7 +11,9 @@ gives the run's numbers; `float16` halves the cache at a small cost in agreement
 A drifted stream (`protocol.drift`) gets a cache of its own: one backbone pass over the
 stream images as the run drifts them, one file per scenario, strength and stream order.
 
-Methods that learn their own networks (DRAEM) have no backbone maps to cache.
+Methods that learn their own networks (DRAEM) have no backbone maps to cache: `CacheOpener`
+refuses them, and `python -m foads.replay` runs them from the images as `foads.run` does (so
+one replayed multirun, e.g. `sweep=comparison`, still covers every method).
 """
 
 from __future__ import annotations
@@ -144,9 +146,21 @@ class CacheOpener:
         return cache
 
 
+def open_inputs(cfg: DictConfig) -> CacheOpener | None:
+    """The cached inputs of the run, or None (read the images) for a method without a
+    pretrained backbone, which has no maps to cache."""
+    if not get_class(cfg.method._target_).uses_backbone:
+        log.warning(
+            "%s learns its own networks: nothing to replay, it runs from the images",
+            cfg.method._target_,
+        )
+        return None
+    return CacheOpener(cfg)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
-    return main_job(cfg, CacheOpener(cfg))
+    return main_job(cfg, open_inputs(cfg))
 
 
 if __name__ == "__main__":
