@@ -26,11 +26,12 @@ class PaDiMModule(ImageGatedMethod):
         sigma: float = 4.0,
         seed: int = 0,
         upsample: str = "nearest",
+        covariance_shrinkage: float = 0.0,
         **acceptance,
     ) -> None:
         super().__init__(sigma, **acceptance)
         self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed, upsample=upsample)
-        self.model = PaDiMModel(eps)
+        self.model = PaDiMModel(eps, covariance_shrinkage)
 
     def _features(self, images):
         return self.embedder(images)
@@ -39,7 +40,7 @@ class PaDiMModule(ImageGatedMethod):
         scores = []
         for i in range(features.shape[0]):  # K refits of K-1 shots (K is ten)
             others = torch.cat([features[:i], features[i + 1 :]])
-            model = PaDiMModel(self.model.eps)
+            model = PaDiMModel(self.model.eps, self.model.covariance_shrinkage)
             model.fit(others)
             scores.append(self._map_max(model.score(features[i : i + 1])))
         return torch.cat(scores)

@@ -22,12 +22,22 @@ def _rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class PaDiMModel(GrowingState):
-    """Per-position (n, mean, scatter) in float64 and cached whitening factors."""
+    """Per-position (n, mean, scatter) in float64 and cached whitening factors.
 
-    def __init__(self, eps: float = 0.01) -> None:
+    `covariance_shrinkage` s (not in the original PaDiM, whose s is 0): each position's
+    covariance becomes (1 - s) S / (n - 1) + s G + eps I, G the shots' covariance pooled over
+    all positions, a share of broad tails that learning from a pseudo-labelled (truncated)
+    sample cannot narrow; K-NG's `covariance_shrinkage` does the same per node."""
+
+    def __init__(self, eps: float = 0.01, covariance_shrinkage: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= covariance_shrinkage <= 1.0:
+            raise ValueError(
+                f"method.covariance_shrinkage must lie in [0, 1], got {covariance_shrinkage}"
+            )
         self.eps = eps
-        for name in ("counts", "means", "scatter", "whiten"):
+        self.covariance_shrinkage = covariance_shrinkage
+        for name in ("counts", "means", "scatter", "whiten", "prior"):
             self.register_buffer(name, torch.empty(0))
 
     def state_elements(self) -> int:
@@ -37,10 +47,20 @@ class PaDiMModel(GrowingState):
     def fit(self, x: torch.Tensor) -> None:
         rows, pos = _rows(x)
         self.counts, self.means, self.scatter = group_stats(rows, pos, x.shape[2] * x.shape[3])
+        self.prior = (
+            torch.cov(rows.to(torch.float64).T) if self.covariance_shrinkage else rows.new_empty(0)
+        )
         self._refresh()
 
     def _refresh(self) -> None:
-        cov = regularised_covariance(self.scatter, self.counts, eps=self.eps, dtype=torch.float32)
+        cov = regularised_covariance(
+            self.scatter,
+            self.counts,
+            self.prior if self.covariance_shrinkage else None,
+            eps=self.eps,
+            dtype=torch.float32,
+            shrinkage=self.covariance_shrinkage,
+        )
         self.whiten = whitening(cov)
 
     @torch.no_grad()

@@ -210,3 +210,26 @@ def test_fair_gate_keeps_faint_defects_out_of_padim_where_the_published_gate_doe
     assert paper["absorbed_anomalous_fraction"] > 0.5
     assert fair["absorbed_anomalous_fraction"] < 0.5 * paper["absorbed_anomalous_fraction"]
     assert fair["accepted_fraction"] < paper["accepted_fraction"]
+
+
+def test_padim_covariance_shrinkage_keeps_a_share_of_the_shots_covariance():
+    from baselines.padim.torch_model import PaDiMModel
+
+    x = torch.randn(12, 5, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    plain, shrunk = PaDiMModel(eps=0.01), PaDiMModel(eps=0.01, covariance_shrinkage=0.5)
+    plain.fit(x)
+    shrunk.fit(x)
+    rows = x.permute(0, 2, 3, 1).reshape(-1, 5)
+    prior = torch.cov(rows.T)
+    torch.testing.assert_close(shrunk.prior, prior)
+    cov = torch.linalg.inv(shrunk.whiten[0].double().T @ shrunk.whiten[0].double())
+    expected = 0.5 * shrunk.scatter[0] / 11 + 0.5 * prior + 0.01 * torch.eye(5, dtype=torch.float64)
+    torch.testing.assert_close(cov, expected, rtol=1e-4, atol=1e-5)
+    assert plain.prior.numel() == 0
+    # the state round-trips (resume) either way
+    for model in (plain, shrunk):
+        other = PaDiMModel(eps=0.01, covariance_shrinkage=model.covariance_shrinkage)
+        other.load_state_dict(model.state_dict())
+        torch.testing.assert_close(other.score(x[:2].float()), model.score(x[:2].float()))
+    with pytest.raises(ValueError, match="method.covariance_shrinkage"):
+        PaDiMModel(covariance_shrinkage=1.5)
