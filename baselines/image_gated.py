@@ -10,23 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from foads.components.acceptance import (
-    StreamGate,
-    accepted_images,
-    check_gate_options,
-    gate_threshold,
-    patch_limits,
-    rejected_patches,
-    resolve_image_gate,
-)
+from foads.components.acceptance import Acceptance
 from foads.components.anomaly_map import smooth_anomaly_map
 from foads.protocol.method import Scored, StreamingMethod, Updated
 
 # The baselines' published online rule: learn from an image scoring below a threshold from
 # the shots' leave-one-out scores (paper section 4.4).
 PAPER_IMAGE_GATE = "shots"
-# The shots' leave-one-out scores are image scores only: no `shots` patch gate here.
-PATCH_GATES = (None, "image", "batch")
 
 
 class ImageGatedMethod(StreamingMethod):
@@ -39,34 +29,21 @@ class ImageGatedMethod(StreamingMethod):
     null), `gate_quantile`, `gate_margin`, `gate_window`, `patch_gate` (null | image |
     batch), `patch_gate_k`, `patch_gate_quantile`, `reject_dilation`."""
 
-    def __init__(
-        self,
-        sigma: float = 4.0,
-        image_gate: str | None = "paper",
-        gate_quantile: float = 1.0,
-        gate_margin: float = 1.0,
-        gate_window: int = 20,
-        patch_gate: str | None = None,
-        patch_gate_k: float = 3.0,
-        patch_gate_quantile: float = 0.999,
-        reject_dilation: int = 0,
-    ) -> None:
+    def __init__(self, sigma: float = 4.0, **acceptance) -> None:
         super().__init__()
-        check_gate_options(
-            image_gate, patch_gate, gate_quantile, gate_margin, gate_window, reject_dilation,
-            patch_gates=PATCH_GATES,
-        )
         self.sigma = sigma
-        self.image_gate = resolve_image_gate(image_gate, PAPER_IMAGE_GATE)
-        self.gate_quantile = gate_quantile
-        self.gate_margin = gate_margin
-        self.stream_gate = StreamGate(gate_window, gate_quantile, gate_margin)
-        self.patch_gate = patch_gate
-        self.patch_gate_k = patch_gate_k
-        self.patch_gate_quantile = patch_gate_quantile
-        self.reject_dilation = reject_dilation
-        self.register_buffer("threshold", torch.tensor(float("inf")))
+        # The shots' leave-one-out scores are image scores only: no `shots` patch gate here.
+        self.acceptance = Acceptance(PAPER_IMAGE_GATE, **acceptance)
         self._shots: list = []
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """The image gate as it stands (Acceptance.threshold)."""
+        return self.acceptance.threshold
+
+    @threshold.setter
+    def threshold(self, value: torch.Tensor) -> None:
+        self.acceptance.threshold = torch.as_tensor(value).to(self.acceptance.threshold)
 
     # --------------------------------------------------------------- subclass hooks
     def _features(self, images: torch.Tensor):
@@ -82,9 +59,9 @@ class ImageGatedMethod(StreamingMethod):
     def _image_scores(self, features, maps: torch.Tensor) -> torch.Tensor:
         return maps.amax(dim=(1, 2))
 
-    def _learn(self, features, allowed: torch.Tensor | None) -> None:
+    def _learn(self, features, allowed: torch.Tensor) -> None:
         """Learn from the kept images' features; `allowed` (B, h, w) bool: the patches the
-        patch gate let through (None: all of them)."""
+        patch gate let through."""
         self.model.update(features, allowed)
 
     def _leave_one_out(self, features) -> torch.Tensor:
@@ -115,12 +92,7 @@ class ImageGatedMethod(StreamingMethod):
     def fit_shots(self) -> None:
         features = self._cat(self._shots)
         self._shots = []
-        self.stream_gate.reset()
-        held_out = self._leave_one_out(features)  # PatchCore builds its bank here too
-        threshold = float("inf")
-        if self.image_gate == "shots":
-            threshold = gate_threshold(held_out, self.gate_quantile) * self.gate_margin
-        self.threshold = torch.tensor(threshold, device=self.threshold.device)
+        self.acceptance.calibrate(self._leave_one_out(features))  # PatchCore's bank too
         self._fit(features)
 
     @torch.no_grad()
@@ -135,48 +107,23 @@ class ImageGatedMethod(StreamingMethod):
         self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
     ) -> Updated:
         features, patch = scored.cache
-        keep = self._kept_images(scored.image_scores, learn)
-        allowed = keep.to(patch.device)[:, None, None].expand(patch.shape).clone()
-        gated = learn is None and self.patch_gate is not None
-        if gated:
-            limit = patch_limits(
-                self.patch_gate, patch, self.patch_gate_k, self.patch_gate_quantile
-            )
-            allowed &= ~rejected_patches(patch, limit, self.reject_dilation)
-            keep = keep & allowed.flatten(1).any(dim=1).to(keep.device)  # nothing left: not learned
-        if bool(allowed.any()):
-            kept = keep.to(patch.device)
-            self._learn(self._select(features, kept), allowed[kept] if gated else None)
+        allowed, keep = self.acceptance.allowed(patch, scored.image_scores, learn)
+        if bool(keep.any()):
+            self._learn(self._select(features, keep), allowed[keep])
         return Updated(accepted=allowed.cpu(), accepted_images=keep.cpu())
-
-    def _kept_images(self, image_scores: torch.Tensor, learn: torch.Tensor | None):
-        """(B,) bool: the images the image gate lets through (the oracle's `learn` as given)."""
-        if learn is not None or self.image_gate == "shots":
-            return accepted_images(image_scores, self.threshold, learn)
-        if self.image_gate == "stream":
-            keep = self.stream_gate(image_scores)
-            self.threshold = torch.tensor(self.stream_gate.threshold).to(self.threshold)
-            return keep
-        return torch.ones_like(image_scores, dtype=torch.bool)
 
     def decision_threshold(self) -> float | None:
         """The image gate as it stands (`shots`: fixed over the stream; `stream`: after the
         last batch), if there is one."""
-        return float(self.threshold) if torch.isfinite(self.threshold) else None
+        return self.acceptance.decision_threshold()
 
     # --------------------------------------------------------------- state (self.model)
     def stream_state(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "threshold": self.threshold,
-            "stream_gate": self.stream_gate.state(),
-        }
+        return {"model": self.model.state_dict(), **self.acceptance.stream_state()}
 
     def load_stream_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.threshold = state["threshold"].to(self.threshold.device)
-        if "stream_gate" in state:
-            self.stream_gate.load_state(state["stream_gate"])
+        self.acceptance.load_stream_state(state)
 
     def state_summary(self) -> dict:
         return {"gate_threshold": float(self.threshold)}

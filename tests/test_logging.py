@@ -47,5 +47,5 @@ def test_wandb_runs_of_one_sweep_share_a_group(tmp_path, monkeypatch, synthetic_
     sweep = tmp_path / "sweep"
     multirun(sweep, synthetic_root, "sweep=comparison_smoke", "method=padim", "logger=wandb")
     files = sorted(sweep.rglob("offline-run-*/*.wandb"))
-    assert len(files) == 2  # offline and online
+    assert len(files) == 3  # offline, online under the published and the fair gate
     assert all(str(sweep).encode() in f.read_bytes() for f in files)

@@ -22,19 +22,10 @@ import torch.nn.functional as F
 
 from baselines.draem.simulation import AnomalySource, simulate_anomalies
 from baselines.draem.torch_model import DRAEMModel, image_scores
+from foads.components.acceptance import Acceptance
 from foads.components.anomaly_map import smooth_anomaly_map
-from foads.components.acceptance import (
-    StreamGate,
-    accepted_images,
-    check_gate_options,
-    gate_threshold,
-    patch_limits,
-    rejected_patches,
-    resolve_image_gate,
-)
 from foads.data.transforms import denormalise
 from foads.protocol.method import Scored, StreamingMethod, Updated
-
 
 # DRAEM's published online rule in the paper: an image gate from the shots' scores.
 PAPER_IMAGE_GATE = "shots"
@@ -60,23 +51,14 @@ class DRAEMModule(StreamingMethod):
         anomaly_source_dir: str | None = None,
         score_pool: int = 21,
         sigma: float = 0.0,
-        image_gate: str | None = "paper",
-        gate_quantile: float = 1.0,
-        gate_margin: float = 1.0,
-        gate_window: int = 20,
-        patch_gate: str | None = None,
-        patch_gate_k: float = 3.0,
-        patch_gate_quantile: float = 0.999,
-        reject_dilation: int = 0,
         seed: int = 0,
+        **acceptance,
     ) -> None:
         super().__init__()
         if image_size is not None and int(image_size) % 32:
             raise ValueError(f"DRAEM's image_size must be divisible by 32, got {image_size}")
-        check_gate_options(
-            image_gate, patch_gate, gate_quantile, gate_margin, gate_window, reject_dilation,
-            patch_gates=(None, "image", "batch"),
-        )
+        # Acceptance options (components/acceptance.py); DRAEM's patches: its map's cells.
+        self.acceptance = Acceptance(PAPER_IMAGE_GATE, **acceptance)
         with torch.random.fork_rng(devices=[]):  # the same initial weights for the same seed
             torch.manual_seed(int(seed))
             self.model = DRAEMModel(reconstructive_width, discriminative_width)
@@ -89,16 +71,7 @@ class DRAEMModule(StreamingMethod):
         self.source = AnomalySource(anomaly_source, anomaly_source_dir)
         self.score_pool = int(score_pool)
         self.sigma = sigma
-        self.image_gate = resolve_image_gate(image_gate, PAPER_IMAGE_GATE)
-        self.gate_quantile = gate_quantile
-        self.gate_margin = gate_margin
-        self.stream_gate = StreamGate(gate_window, gate_quantile, gate_margin)
-        self.patch_gate = patch_gate
-        self.patch_gate_k = patch_gate_k
-        self.patch_gate_quantile = patch_gate_quantile
-        self.reject_dilation = reject_dilation
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.register_buffer("threshold", torch.tensor(float("inf")))
         self._shots: list[torch.Tensor] = []
         self._optimizer: torch.optim.Optimizer | None = None
 
@@ -154,11 +127,7 @@ class DRAEMModule(StreamingMethod):
         shot_scores = image_scores(
             self.model.anomaly_probability(shots), self._pool(shots.shape[-1])
         )
-        self.stream_gate.reset()
-        threshold = float("inf")
-        if self.image_gate == "shots":
-            threshold = gate_threshold(shot_scores, self.gate_quantile) * self.gate_margin
-        self.threshold = torch.tensor(threshold, device=self.threshold.device)
+        self.acceptance.calibrate(shot_scores)
 
     # ------------------------------------------------------------------ stream
     @torch.no_grad()
@@ -174,30 +143,16 @@ class DRAEMModule(StreamingMethod):
         self, images: torch.Tensor, scored: Scored, learn: torch.Tensor | None = None
     ) -> Updated:
         x, probability = scored.cache
-        keep = self._kept_images(scored.image_scores, learn).to(x.device)
         cells = F.avg_pool2d(probability[:, None], CELL)[:, 0]  # (B, S/8, S/8)
-        allowed = keep[:, None, None].expand(cells.shape).clone()
-        gated = learn is None and self.patch_gate is not None
-        if gated:
-            limit = patch_limits(self.patch_gate, cells, self.patch_gate_k, self.patch_gate_quantile)
-            allowed &= ~rejected_patches(cells, limit, self.reject_dilation)
-            keep = keep & allowed.flatten(1).any(dim=1)
+        allowed, keep = self.acceptance.allowed(cells, scored.image_scores, learn)
         if bool(keep.any()) and self.update_steps > 0:
-            weights = None
-            if gated:
-                weights = F.interpolate(allowed[keep][:, None].float(), scale_factor=CELL)
-            self._train(x[keep], self.update_steps, self._optimizer, weights=weights)
+            kept = allowed[keep]
+            # the published loss where nothing was rejected; else rejected cells weigh 0
+            weights = (
+                None if kept.all() else F.interpolate(kept[:, None].float(), scale_factor=CELL)
+            )
+            self._train(x[keep.to(x.device)], self.update_steps, self._optimizer, weights=weights)
         return Updated(accepted=allowed.cpu(), accepted_images=keep.cpu())
-
-    def _kept_images(self, image_scores: torch.Tensor, learn: torch.Tensor | None):
-        """(B,) bool: the images the image gate lets through (the oracle's `learn` as given)."""
-        if learn is not None or self.image_gate == "shots":
-            return accepted_images(image_scores, self.threshold, learn)
-        if self.image_gate == "stream":
-            keep = self.stream_gate(image_scores)
-            self.threshold = torch.tensor(self.stream_gate.threshold).to(self.threshold)
-            return keep
-        return torch.ones_like(image_scores, dtype=torch.bool)
 
     # ------------------------------------------------------------------ state
     def stream_state(self) -> dict:
@@ -205,8 +160,7 @@ class DRAEMModule(StreamingMethod):
             "model": self.model.state_dict(),
             "optimizer": self._optimizer.state_dict() if self._optimizer else None,
             "generator": self.generator.get_state(),
-            "threshold": self.threshold,
-            "stream_gate": self.stream_gate.state(),
+            **self.acceptance.stream_state(),
         }
 
     def load_stream_state(self, state: dict) -> None:
@@ -215,13 +169,20 @@ class DRAEMModule(StreamingMethod):
         if state.get("optimizer") is not None:
             self._optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.threshold = state["threshold"].to(self.threshold.device)
-        if "stream_gate" in state:
-            self.stream_gate.load_state(state["stream_gate"])
+        self.acceptance.load_stream_state(state)
         self.model.eval()
 
+    @property
+    def threshold(self) -> torch.Tensor:
+        """The image gate as it stands (Acceptance.threshold)."""
+        return self.acceptance.threshold
+
+    @threshold.setter
+    def threshold(self, value: torch.Tensor) -> None:
+        self.acceptance.threshold = torch.as_tensor(value).to(self.acceptance.threshold)
+
     def decision_threshold(self) -> float | None:
-        return float(self.threshold) if torch.isfinite(self.threshold) else None
+        return self.acceptance.decision_threshold()
 
     def state_summary(self) -> dict:
         return {"gate_threshold": float(self.threshold)}

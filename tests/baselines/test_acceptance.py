@@ -117,8 +117,13 @@ def test_patchcore_fair_gate_keeps_the_defect_out_of_the_bank():
 
 def test_draem_fair_gate_masks_rejected_cells_out_of_the_loss():
     method = DRAEMModule(
-        reconstructive_width=4, discriminative_width=4, image_size=64, train_steps=2,
-        batch_size=2, update_steps=1, **FAIR,
+        reconstructive_width=4,
+        discriminative_width=4,
+        image_size=64,
+        train_steps=2,
+        batch_size=2,
+        update_steps=1,
+        **FAIR,
     )
     method.collect(images(4, 0))
     method.fit_shots()
@@ -178,7 +183,8 @@ def test_paper_image_gate_means_each_methods_published_rule():
     kng = KNGModule(random_backbone(), num_nodes=4, epochs=1, feature_dim=8, image_gate="paper")
     padim = PaDiMModule(random_backbone(), feature_dim=8, image_gate="paper")
     draem = DRAEMModule(reconstructive_width=4, discriminative_width=4, image_gate="paper")
-    assert (kng.image_gate, padim.image_gate, draem.image_gate) == (None, "shots", "shots")
+    gates = (kng.image_gate, padim.acceptance.image_gate, draem.acceptance.image_gate)
+    assert gates == (None, "shots", "shots")
     with pytest.raises(ValueError, match="method.patch_gate"):
         PaDiMModule(random_backbone(), feature_dim=8, patch_gate="shots")
     with pytest.raises(ValueError, match="method.gate_window"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 IMAGE_GATES = (None, "paper", "shots", "stream")
 PATCH_GATES = (None, "shots", "image", "batch")
@@ -147,3 +148,88 @@ def rejected_patches(
         r = dilation
         rejected = F.max_pool2d(rejected[:, None].float(), 2 * r + 1, 1, r)[:, 0] > 0
     return rejected
+
+
+class Acceptance(nn.Module):
+    """A method's acceptance options and their running state, for a method that learns what
+    an image gate and a patch gate let through (the baselines, DRAEM; K-NG combines the same
+    functions with its node radius rule itself).
+
+    `threshold` (a buffer): the image gate as it stands, fixed from the shots for `shots`,
+    after the last batch for `stream`, inf without a gate."""
+
+    def __init__(
+        self,
+        paper_image_gate: str | None,
+        image_gate: str | None = "paper",
+        gate_quantile: float = 1.0,
+        gate_margin: float = 1.0,
+        gate_window: int = 20,
+        patch_gate: str | None = None,
+        patch_gate_k: float = 3.0,
+        patch_gate_quantile: float = 0.999,
+        reject_dilation: int = 0,
+        patch_gates: tuple = (None, "image", "batch"),
+    ) -> None:
+        super().__init__()
+        check_gate_options(
+            image_gate,
+            patch_gate,
+            gate_quantile,
+            gate_margin,
+            gate_window,
+            reject_dilation,
+            patch_gates,
+        )
+        self.image_gate = resolve_image_gate(image_gate, paper_image_gate)
+        self.gate_quantile = gate_quantile
+        self.gate_margin = gate_margin
+        self.stream = StreamGate(gate_window, gate_quantile, gate_margin)
+        self.patch_gate = patch_gate
+        self.patch_gate_k = patch_gate_k
+        self.patch_gate_quantile = patch_gate_quantile
+        self.reject_dilation = reject_dilation
+        self.register_buffer("threshold", torch.tensor(float("inf")))
+
+    def calibrate(self, shot_scores: torch.Tensor) -> None:
+        """A new fit: the `shots` threshold from the shots' held-out scores, a fresh window."""
+        self.stream.reset()
+        threshold = float("inf")
+        if self.image_gate == "shots":
+            threshold = gate_threshold(shot_scores, self.gate_quantile) * self.gate_margin
+        self.threshold = torch.tensor(threshold, device=self.threshold.device)
+
+    def kept_images(self, image_scores: torch.Tensor, learn: torch.Tensor | None) -> torch.Tensor:
+        """(B,) bool: the images the image gate lets through (the oracle's `learn` as given)."""
+        if learn is not None or self.image_gate == "shots":
+            return accepted_images(image_scores, self.threshold, learn)
+        if self.image_gate == "stream":
+            keep = self.stream(image_scores)
+            self.threshold = torch.tensor(self.stream.threshold).to(self.threshold)
+            return keep
+        return torch.ones_like(image_scores, dtype=torch.bool)
+
+    def allowed(
+        self, patch_scores: torch.Tensor, image_scores: torch.Tensor, learn: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, h, w) bool: the patches to learn, and (B,) bool: the images with any, on the
+        patch scores' device. The oracle's `learn` takes every patch of its images."""
+        keep = self.kept_images(image_scores, learn).to(patch_scores.device)
+        allowed = keep[:, None, None].expand(patch_scores.shape).clone()
+        if learn is None and self.patch_gate is not None:
+            limit = patch_limits(
+                self.patch_gate, patch_scores, self.patch_gate_k, self.patch_gate_quantile
+            )
+            allowed &= ~rejected_patches(patch_scores, limit, self.reject_dilation)
+            keep = keep & allowed.flatten(1).any(dim=1)  # nothing left: not learned from
+        return allowed, keep
+
+    def decision_threshold(self) -> float | None:
+        return float(self.threshold) if torch.isfinite(self.threshold) else None
+
+    def stream_state(self) -> dict:
+        return {"threshold": self.threshold, "stream_gate": self.stream.state()}
+
+    def load_stream_state(self, state: dict) -> None:
+        self.threshold = state["threshold"].to(self.threshold.device)
+        self.stream.load_state(state["stream_gate"])
