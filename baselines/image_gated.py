@@ -36,15 +36,6 @@ class ImageGatedMethod(StreamingMethod):
         self.acceptance = Acceptance(PAPER_IMAGE_GATE, **acceptance)
         self._shots: list = []
 
-    @property
-    def threshold(self) -> torch.Tensor:
-        """The image gate as it stands (Acceptance.threshold)."""
-        return self.acceptance.threshold
-
-    @threshold.setter
-    def threshold(self, value: torch.Tensor) -> None:
-        self.acceptance.threshold = torch.as_tensor(value).to(self.acceptance.threshold)
-
     # --------------------------------------------------------------- subclass hooks
     def _features(self, images: torch.Tensor):
         raise NotImplementedError
@@ -126,4 +117,4 @@ class ImageGatedMethod(StreamingMethod):
         self.acceptance.load_stream_state(state)
 
     def state_summary(self) -> dict:
-        return {"gate_threshold": float(self.threshold)}
+        return {"gate_threshold": float(self.acceptance.threshold)}

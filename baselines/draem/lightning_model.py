@@ -172,17 +172,8 @@ class DRAEMModule(StreamingMethod):
         self.acceptance.load_stream_state(state)
         self.model.eval()
 
-    @property
-    def threshold(self) -> torch.Tensor:
-        """The image gate as it stands (Acceptance.threshold)."""
-        return self.acceptance.threshold
-
-    @threshold.setter
-    def threshold(self, value: torch.Tensor) -> None:
-        self.acceptance.threshold = torch.as_tensor(value).to(self.acceptance.threshold)
-
     def decision_threshold(self) -> float | None:
         return self.acceptance.decision_threshold()
 
     def state_summary(self) -> dict:
-        return {"gate_threshold": float(self.threshold)}
+        return {"gate_threshold": float(self.acceptance.threshold)}

@@ -71,7 +71,9 @@ def test_fair_gate_learns_the_lower_half_and_never_the_rejected_patch(cls):
     method = cls(random_backbone(), feature_dim=20, **FAIR)
     method.collect(images(4, 0))
     method.fit_shots()
-    assert not torch.isfinite(method.threshold)  # no shots threshold under the stream gate
+    assert not torch.isfinite(
+        method.acceptance.threshold
+    )  # no shots threshold under the stream gate
     batch = images(4, 1)
     scored = with_defect(method, batch)
     before = method.state_elements()

@@ -85,9 +85,9 @@ def test_gate_rejects_images_scoring_above_the_shot_threshold():
     method.fit_shots()
     batch = images(2, 1)
     scored = method.score(batch)
-    method.threshold = (scored.image_scores[0] + scored.image_scores[1]) / 2
+    method.acceptance.threshold = (scored.image_scores[0] + scored.image_scores[1]) / 2
     updated = method.update(batch, scored)
-    expected = scored.image_scores < method.threshold
+    expected = scored.image_scores < method.acceptance.threshold
     assert torch.equal(updated.accepted_images, expected) and expected.sum() == 1
 
 

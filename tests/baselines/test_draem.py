@@ -103,9 +103,11 @@ def test_gate_threshold_comes_from_the_shots_scores():
     method.collect(shots)
     method.fit_shots()
     expected = method.score(shots).image_scores.max() * 1.5
-    torch.testing.assert_close(method.threshold, expected.to(method.threshold.dtype))
+    torch.testing.assert_close(
+        method.acceptance.threshold, expected.to(method.acceptance.threshold.dtype)
+    )
     scored = method.score(images(3, 1))
-    method.threshold = scored.image_scores.median()
+    method.acceptance.threshold = scored.image_scores.median()
     updated = method.update(images(3, 1), scored)
     assert updated.accepted_images.sum() == 1  # only the image below the median
 

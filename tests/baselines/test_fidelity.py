@@ -95,7 +95,7 @@ def test_patchcore_leave_one_out_scores_are_made_as_stream_scores(backbone, imag
         alone.model.bank, alone.model.origin = method.model.bank[keep], method.model.origin[keep]
         expected = alone.score(shots[i : i + 1]).image_scores
         torch.testing.assert_close(held_out[i : i + 1], expected)
-    assert float(method.threshold) == pytest.approx(float(held_out.max()))
+    assert float(method.acceptance.threshold) == pytest.approx(float(held_out.max()))
 
 
 def test_patchcore_refuses_unknown_options_by_name(backbone):
