@@ -163,3 +163,20 @@ def validate_category(data: CategoryData) -> None:
                     f"mask {mask_path} is {mask_size[0]}x{mask_size[1]} (WxH) but image "
                     f"{sample.path} is {img_size[0]}x{img_size[1]}; expected equal sizes"
                 )
+
+
+class SingleCategoryReader(DatasetReader):
+    """A dataset of one category (MTD, KolektorSDD, KolektorSDD2): subclasses set
+    ``CATEGORY`` and ``LAYOUT`` and say how to read it."""
+
+    CATEGORY: str
+    LAYOUT: str
+
+    def __init__(self, root: str | Path, category: str | None = None) -> None:
+        super().__init__(root, self.CATEGORY if category is None else category)
+
+    def categories(self) -> list[str]:
+        return [self.CATEGORY]
+
+    def layout(self) -> str:
+        return self.LAYOUT

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from foads.data.base import DatasetReader
+from foads.data.base import SingleCategoryReader
 from foads.data.errors import DatasetError
 from foads.data.images import find_mask, image_size, list_images, load_mask
 from foads.data.sample import CategoryData, Sample
@@ -55,7 +55,7 @@ def _images(folder: Path, mask_suffix: str) -> list[Path]:
     return [p for p in list_images(folder) if not p.stem.endswith(mask_suffix)]
 
 
-class KolektorSDD(DatasetReader):
+class KolektorSDD(SingleCategoryReader):
     """KolektorSDD (Tabernik et al., J. Intell. Manuf. 2019): one category, ``kolektorsdd``,
     from the 50 ``kos<NN>`` folders of 8 parts each (399 images; one folder has 7).
 
@@ -68,14 +68,8 @@ class KolektorSDD(DatasetReader):
 
     MASK_SUFFIX = "_label"
 
-    def __init__(self, root: str | Path, category: str = KOLEKTORSDD_CATEGORY) -> None:
-        super().__init__(root, category)
-
-    def categories(self) -> list[str]:
-        return [KOLEKTORSDD_CATEGORY]
-
-    def layout(self) -> str:
-        return KOLEKTORSDD_LAYOUT
+    CATEGORY = KOLEKTORSDD_CATEGORY
+    LAYOUT = KOLEKTORSDD_LAYOUT
 
     def part_dirs(self) -> list[Path]:
         """The ``kos<NN>`` folders of the root, sorted."""
@@ -111,7 +105,7 @@ class KolektorSDD(DatasetReader):
         )
 
 
-class KolektorSDD2(DatasetReader):
+class KolektorSDD2(SingleCategoryReader):
     """KolektorSDD2 (Božič et al., Computers in Industry 2021): one category,
     ``kolektorsdd2``, from ``train/`` and ``test/``, each image ``<id>.png`` with its mask
     ``<id>_GT.png``.
@@ -126,14 +120,8 @@ class KolektorSDD2(DatasetReader):
     MASK_SUFFIX = "_GT"
     SPLITS = ("train", "test")
 
-    def __init__(self, root: str | Path, category: str = KOLEKTORSDD2_CATEGORY) -> None:
-        super().__init__(root, category)
-
-    def categories(self) -> list[str]:
-        return [KOLEKTORSDD2_CATEGORY]
-
-    def layout(self) -> str:
-        return KOLEKTORSDD2_LAYOUT
+    CATEGORY = KOLEKTORSDD2_CATEGORY
+    LAYOUT = KOLEKTORSDD2_LAYOUT
 
     def category_exists(self, category: str) -> bool:
         return category == KOLEKTORSDD2_CATEGORY and any(

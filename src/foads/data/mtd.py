@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foads.data.base import DatasetReader
+from foads.data.base import SingleCategoryReader
 from foads.data.images import list_images
 from foads.data.sample import CategoryData, Sample
 
@@ -19,7 +19,7 @@ MTD_LAYOUT = """\
   MT_<Class>/Imgs/<name>.png         the mask of <name>.jpg (soft edges; > 127 is defect)"""
 
 
-class MagneticTile(DatasetReader):
+class MagneticTile(SingleCategoryReader):
     """Magnetic Tile Defect as published: one category, ``magnetic_tile``, with no split.
 
     The dataset has no train/test split, so ``train`` holds ALL ``MT_Free`` images and
@@ -29,14 +29,8 @@ class MagneticTile(DatasetReader):
     defective masks are empty at the 127 threshold; those images are still labelled 1.
     """
 
-    def __init__(self, root: str | Path, category: str = MTD_CATEGORY) -> None:
-        super().__init__(root, category)
-
-    def categories(self) -> list[str]:
-        return [MTD_CATEGORY]
-
-    def layout(self) -> str:
-        return MTD_LAYOUT
+    CATEGORY = MTD_CATEGORY
+    LAYOUT = MTD_LAYOUT
 
     def category_exists(self, category: str) -> bool:
         return category == MTD_CATEGORY and (self.root / GOOD_CLASS).is_dir()
