@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from foads.features.backbones import build_backbone
 from foads.outputs.jobs import find_jobs, group_settings
-from foads.outputs.report_tables import comparison_rows, online_gain, table7_rows
+from foads.outputs.report_tables import comparison_rows, gate_rows, online_gain, table7_rows
 from foads.report import main, report
 from foads.run import CONF_DIR
 
@@ -247,6 +247,34 @@ def test_runs_sharing_method_and_mode_keep_separate_columns(tmp_path):
     rows = comparison_rows(settings_under(tmp_path))
     assert rows[0][1] == "kng online [0] Image" and rows[0][4] == "kng online [1] Image"
     assert online_gain(settings_under(tmp_path)) == []
+
+
+def test_several_sweeps_under_one_root_are_told_apart_by_their_overrides(tmp_path):
+    # e.g. outputs/comparison_mtd/{kng,spade28}: two multiruns of sweep=comparison, one with an
+    # extra override; the report of their parent labels each job by what differs.
+    jobs = {
+        "kng/0": ["method=kng", "variant=offline"],
+        "kng/1": ["method=kng", "variant=online_fair"],
+        "spade28/0": ["method=spade", "variant=offline", "method.feature_size=28"],
+        "spade28/1": ["method=spade", "variant=online_fair", "method.feature_size=28"],
+    }
+    for i, (name, overrides) in enumerate(jobs.items()):
+        mode = "offline" if "variant=offline" in overrides else "online"
+        write_run(tmp_path, name, mode, 0.70 + 0.05 * i, 0.7)
+        (tmp_path / name / ".hydra").mkdir()
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text(
+            "\n".join(f"- {o}" for o in ["sweep=comparison", *overrides])
+        )
+    settings = settings_under(tmp_path)
+    assert [s.label for s in settings] == [
+        "kng offline",
+        "kng online_fair",
+        "spade offline feature_size=28",
+        "spade online_fair feature_size=28",
+    ]
+    gates = gate_rows(settings)
+    assert [r[0] for r in gates[1:]] == ["kng", "spade"]
+    assert gates[2][gates[0].index("online_fair gain (stream Image)")] == "+5.0"
 
 
 def test_report_of_a_directory_without_runs_says_so(tmp_path):

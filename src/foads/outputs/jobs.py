@@ -131,8 +131,12 @@ def find_jobs(root: Path) -> tuple[list[str], list[Job]]:
     for combo in grid:
         if not any(all(j.overrides.get(k) == v for k, v in combo.items()) for j in jobs):
             jobs.append(Job(dict(combo), error="never ran: no job directory"))
-    if not grid:  # separate runs: tell them apart by what their summaries say, else by folder
-        swept = [k for k in ("method", "mode") if len({_value(j, k) for j in jobs}) > 1]
+    if not grid:  # separate runs or several multiruns under root: tell them apart by the
+        # overrides that differ among them and what their summaries say, else by folder
+        keys = ["method", "mode"] + sorted(
+            {k for j in jobs for k in j.overrides} - {"method", "mode"}
+        )
+        swept = [k for k in keys if len({_value(j, k) for j in jobs}) > 1]
         if len({tuple(_value(j, k) for k in swept) for j in jobs}) < len(jobs):
             swept.append("run")
     return swept, jobs
@@ -171,6 +175,6 @@ def _label(values: dict[str, str], job: Job) -> str:
     for k, v in values.items():
         if k == "run":
             parts.append(f"[{v}]")
-        elif k not in ("method", "mode", "variant"):
+        elif k not in ("method", "mode", "variant") and v != "?":  # "?": not set in this job
             parts.append(f"{k.split('.')[-1]}={v}")
     return " ".join(parts)
