@@ -257,13 +257,17 @@ def test_several_sweeps_under_one_root_are_told_apart_by_their_overrides(tmp_pat
         "kng/1": ["method=kng", "variant=online_fair"],
         "spade28/0": ["method=spade", "variant=offline", "method.feature_size=28"],
         "spade28/1": ["method=spade", "variant=online_fair", "method.feature_size=28"],
+        # diagnostics beside them, run without the sweep: one option more, an oracle
+        "x_shrink/0": ["method=kng", "variant=online_fair", "method.covariance_shrinkage=0.5"],
+        "x_oracle/0": ["method=kng", "mode=oracle"],
     }
     for i, (name, overrides) in enumerate(jobs.items()):
         mode = "offline" if "variant=offline" in overrides else "online"
-        write_run(tmp_path, name, mode, 0.70 + 0.05 * i, 0.7)
+        write_run(tmp_path, name, "oracle" if "oracle" in name else mode, 0.70 + 0.05 * i, 0.7)
+        sweep = [] if name.startswith("x_") else ["sweep=comparison"]
         (tmp_path / name / ".hydra").mkdir()
         (tmp_path / name / ".hydra" / "overrides.yaml").write_text(
-            "\n".join(f"- {o}" for o in ["sweep=comparison", *overrides])
+            "\n".join(f"- {o}" for o in sweep + overrides)
         )
     settings = settings_under(tmp_path)
     assert [s.label for s in settings] == [
@@ -271,10 +275,19 @@ def test_several_sweeps_under_one_root_are_told_apart_by_their_overrides(tmp_pat
         "kng online_fair",
         "spade offline feature_size=28",
         "spade online_fair feature_size=28",
+        "kng oracle",
+        "kng online_fair covariance_shrinkage=0.5",
     ]
     gates = gate_rows(settings)
-    assert [r[0] for r in gates[1:]] == ["kng", "spade"]
-    assert gates[2][gates[0].index("online_fair gain (stream Image)")] == "+5.0"
+    # a row per method and option set; the oracle is no gate; no offline twin, no gain
+    assert [r[0] for r in gates[1:]] == [
+        "kng",
+        "kng covariance_shrinkage=0.5",
+        "spade feature_size=28",
+    ]
+    gain = gates[0].index("online_fair gain (stream Image)")
+    assert [r[gain] for r in gates[1:]] == ["+5.0", "-", "+5.0"]
+    assert gates[2][gates[0].index("online_fair Image")] == "90.0"
 
 
 def test_report_of_a_directory_without_runs_says_so(tmp_path):

@@ -133,8 +133,9 @@ def find_jobs(root: Path) -> tuple[list[str], list[Job]]:
             jobs.append(Job(dict(combo), error="never ran: no job directory"))
     if not grid:  # separate runs or several multiruns under root: tell them apart by the
         # overrides that differ among them and what their summaries say, else by folder
+        # (`sweep` only names a sweep config; what it sets shows in the other keys)
         keys = ["method", "mode"] + sorted(
-            {k for j in jobs for k in j.overrides} - {"method", "mode"}
+            {k for j in jobs for k in j.overrides} - {"method", "mode", "sweep"}
         )
         swept = [k for k in keys if len({_value(j, k) for j in jobs}) > 1]
         if len({tuple(_value(j, k) for k in swept) for j in jobs}) < len(jobs):
@@ -170,8 +171,8 @@ def _label(values: dict[str, str], job: Job) -> str:
     """'kng online', then the other swept keys: 'kng online num_nodes=196', 'kng online [0]';
     a swept `variant` (conf/variant/) stands for the mode: 'padim online_fair'."""
     summary = job.summary or {}
-    named = ("method", "variant") if "variant" in values else ("method", "mode")
-    parts = [values.get(k) or str(summary.get(k, "?")) for k in named]
+    arm = "variant" if values.get("variant", "?") != "?" else "mode"
+    parts = [values.get(k) or str(summary.get(k, "?")) for k in ("method", arm)]
     for k, v in values.items():
         if k == "run":
             parts.append(f"[{v}]")

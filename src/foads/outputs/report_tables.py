@@ -103,21 +103,28 @@ ONLINE_ARMS = ("online", "online_paper", "online_fair")
 
 def _arm(setting: Setting) -> str:
     return (
-        setting.values.get("variant")
+        setting.values.get("variant", "?").replace("?", "")
         or setting.values.get("mode")
         or setting.finished[0].summary.get("mode")
     )
 
 
 def _by_method_mode(settings: list[Setting]) -> dict[tuple[str, str], Setting]:
+    """{(row, arm): setting}. A row is a method config (kng, kng_paper, else the summary's
+    method) with any other swept option it ran with ('padim covariance_shrinkage=0.5'), so
+    that settings of one method and arm that differ otherwise are never merged."""
     out = {}
     for s in settings:
         jobs = s.finished
         if not jobs:
             continue
-        # A swept method config (kng, kng_paper) names the setting; else the summary's method.
         method = s.values.get("method") or jobs[0].summary.get("method")
-        out.setdefault((method, _arm(s)), s)
+        others = [
+            f"{k.split('.')[-1]}={v}"
+            for k, v in s.values.items()
+            if k not in ("method", "mode", "variant", "run") and v != "?"
+        ]
+        out.setdefault((" ".join([method, *others]), _arm(s)), s)
     return out
 
 
@@ -167,7 +174,7 @@ def gate_rows(settings: list[Setting]) -> list[list[str]]:
     for arm in arms:
         header += [f"{arm} {name}" for name, _ in GATE_COLUMNS] + [f"{arm} gain (stream Image)"]
     rows = [header]
-    for method in sorted({m for m, _ in by}):
+    for method in sorted({m for m, arm in by if arm in (OFFLINE, *arms)}):
         off = by.get((method, OFFLINE))
         row = [method] + [cell(off, k) if off else "missing" for _, k in GATE_COLUMNS[:3]]
         for arm in arms:
