@@ -172,6 +172,10 @@ def test_gate_groups_set_the_same_rule_for_every_method(method):
     fair = compose_config([f"method={method}", "gate=fair"]).method
     assert (fair.image_gate, fair.gate_quantile, fair.gate_window) == ("stream", 0.5, 20)
     assert (fair.patch_gate, fair.patch_gate_k) == ("image", 3.0)
+    median = compose_config([f"method={method}", "variant=online_fair_median"])
+    assert median.mode == "online"
+    assert (median.method.image_gate, median.method.gate_quantile) == ("stream", 0.5)
+    assert (median.method.patch_gate, median.method.patch_gate_quantile) == ("batch", 0.5)
     paper = compose_config([f"method={method}", "gate=paper"]).method
     assert (paper.image_gate, paper.gate_quantile, paper.patch_gate) == ("paper", 1.0, None)
     own = compose_config([f"method={method}"]).method

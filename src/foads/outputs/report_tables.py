@@ -98,7 +98,7 @@ def ablation_rows(settings: list[Setting], key: str) -> list[list[str]]:
 
 # How a job ran its stream: `variant` (conf/variant/) when swept, else its mode.
 OFFLINE = "offline"
-ONLINE_ARMS = ("online", "online_paper", "online_fair")
+ONLINE_ARMS = ("online", "online_paper", "online_fair", "online_fair_median")
 
 
 def _arm(setting: Setting) -> str:
