@@ -173,9 +173,18 @@ def _label(values: dict[str, str], job: Job) -> str:
     summary = job.summary or {}
     arm = "variant" if values.get("variant", "?") != "?" else "mode"
     parts = [values.get(k) or str(summary.get(k, "?")) for k in ("method", arm)]
-    for k, v in values.items():
-        if k == "run":
-            parts.append(f"[{v}]")
-        elif k not in ("method", "mode", "variant") and v != "?":  # "?": not set in this job
-            parts.append(f"{k.split('.')[-1]}={v}")
+    parts += other_options(values)
+    if "run" in values:  # always the last swept key
+        parts.append(f"[{values['run']}]")
     return " ".join(parts)
+
+
+def other_options(values: dict[str, str]) -> list[str]:
+    """The swept options of a setting beside its method, mode/variant and folder, as
+    'key=value' (the key's last part); an option this setting's jobs did not set ('?') is
+    left out."""
+    return [
+        f"{k.split('.')[-1]}={v}"
+        for k, v in values.items()
+        if k not in ("method", "mode", "variant", "run") and v != "?"
+    ]

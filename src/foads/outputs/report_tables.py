@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from foads.outputs.jobs import REPEAT_KEYS, Job, Setting
+from foads.outputs.jobs import REPEAT_KEYS, Job, Setting, other_options
 
 METRICS = (("Image", "image_auroc"), ("Pixel", "pixel_auroc"), ("PRO", "pro"))
 
@@ -103,7 +103,7 @@ ONLINE_ARMS = ("online", "online_paper", "online_fair", "online_fair_median")
 
 def _arm(setting: Setting) -> str:
     return (
-        setting.values.get("variant", "?").replace("?", "")
+        (setting.values.get("variant") if setting.values.get("variant") != "?" else None)
         or setting.values.get("mode")
         or setting.finished[0].summary.get("mode")
     )
@@ -119,12 +119,7 @@ def _by_method_mode(settings: list[Setting]) -> dict[tuple[str, str], Setting]:
         if not jobs:
             continue
         method = s.values.get("method") or jobs[0].summary.get("method")
-        others = [
-            f"{k.split('.')[-1]}={v}"
-            for k, v in s.values.items()
-            if k not in ("method", "mode", "variant", "run") and v != "?"
-        ]
-        out.setdefault((" ".join([method, *others]), _arm(s)), s)
+        out.setdefault((" ".join([method, *other_options(s.values)]), _arm(s)), s)
     return out
 
 
