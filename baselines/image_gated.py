@@ -8,10 +8,13 @@ same stream-relative image gate and patch gate K-NG has are available too (`gate
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from foads.components.acceptance import Acceptance
 from foads.components.anomaly_map import smooth_anomaly_map
+from foads.components.options import refuse_renamed
 from foads.protocol.method import Scored, StreamingMethod, Updated
 
 # The baselines' published online rule: learn from an image scoring below a threshold from
@@ -25,15 +28,17 @@ class ImageGatedMethod(StreamingMethod):
     and `_learn` default to the model's `fit`, `score` and `update` (and `_cat`, `_select`,
     `_image_scores` to one feature tensor and the map's maximum).
 
-    Acceptance options (components/acceptance.py): `image_gate` (paper = shots | stream |
-    null), `gate_quantile`, `gate_margin`, `gate_window`, `patch_gate` (null | image |
-    batch), `patch_gate_k`, `patch_gate_quantile`, `reject_dilation`."""
+    Acceptance options, the group `method.acceptance` (components/acceptance.py):
+    `image_gate` (paper = shots | stream | null), `gate_quantile`, `gate_margin`,
+    `gate_window`, `patch_gate` (null | image | batch), `patch_gate_k`,
+    `patch_gate_quantile`, `reject_dilation`."""
 
-    def __init__(self, sigma: float = 4.0, **acceptance) -> None:
+    def __init__(self, sigma: float = 4.0, acceptance: Mapping | None = None, **renamed) -> None:
         super().__init__()
+        refuse_renamed(self.name, renamed)
         self.sigma = sigma
         # The shots' leave-one-out scores are image scores only: no `shots` patch gate here.
-        self.acceptance = Acceptance(PAPER_IMAGE_GATE, **acceptance)
+        self.acceptance = Acceptance.from_options(self.name, PAPER_IMAGE_GATE, acceptance)
         self._shots: list = []
 
     # --------------------------------------------------------------- subclass hooks

@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from foads.run import CONF_DIR
+from foads.registry import CONF_DIR
 
 # Small sizes for the default suite: 112 px crops give a 28 x 28 embedding grid.
 SMALL = [

@@ -123,8 +123,8 @@ def test_pool_report_pairs_each_rule_with_its_offline_and_oracle_twins(tmp_path)
         data,
         "sweep=pool_smoke",
         "mode=online",
-        "method.image_gate=null",
-        "method.threshold_type=none",
+        "method.acceptance.image_gate=null",
+        "method.acceptance.threshold_type=none",
         cache,
         *small,
     )
@@ -133,7 +133,7 @@ def test_pool_report_pairs_each_rule_with_its_offline_and_oracle_twins(tmp_path)
     )
     records = pool.find_records([tmp_path / "pool"])
     kng = "kng epochs=2 num_nodes=100"
-    rule = "kng epochs=2 image_gate=null num_nodes=100 threshold_type=none"
+    rule = "kng acceptance.image_gate=null acceptance.threshold_type=none epochs=2 num_nodes=100"
     assert {r.rule for r in records} == {kng, rule, "padim"}
     assert {r.base for r in records} == {kng, "padim"}
     assert len(records) == 2 * 3 + 2 + 2  # kng: 2 seeds x 3 modes; the rule: 2; padim: 2

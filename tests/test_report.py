@@ -14,10 +14,10 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from foads.features.backbones import build_backbone
-from foads.outputs.jobs import find_jobs, group_settings
+from foads.outputs.jobs import find_jobs, group_settings, parse_overrides
 from foads.outputs.report_tables import comparison_rows, gate_rows, online_gain, table7_rows
 from foads.report import main, report
-from foads.run import CONF_DIR
+from foads.registry import CONF_DIR
 
 SWEEPS = sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -50,16 +50,18 @@ def test_every_sweep_composes_and_each_of_its_values_instantiates(name, backbone
         return
     assert str(cfg.hydra.mode).endswith("MULTIRUN") and params
     for key, spec in params.items():
-        for value in str(spec).split(","):
+        for value in parse_overrides([f"{key}={spec}"])[key]:  # a list, a range or a glob
             one = compose_with(f"sweep={name}", f"{key}={value}")
             if key == "seed":
                 assert one.protocol.split_seed == one.protocol.stream_seed == int(value)
                 continue
             method = instantiate_method(one, backbone)
             if key.startswith("method."):  # the swept value reaches the model or the module
-                attr = key.split(".")[1]
-                owner = method.model if hasattr(method.model, attr) else method
-                assert getattr(owner, attr) == OmegaConf.select(one, key)
+                path = key.split(".")[1:]  # num_nodes, or a group's option: growth.scale
+                owner = method.model if hasattr(method.model, path[0]) else method
+                for attr in path:
+                    owner = getattr(owner, attr)
+                assert owner == OmegaConf.select(one, key)
             dataset = OmegaConf.to_container(one.dataset, resolve=True)
             dataset.pop("name")
             instantiate(dataset)
@@ -105,7 +107,8 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
                 and "variant=online_fair" in (p.parent / ".hydra" / "overrides.yaml").read_text()
             )
         )
-        assert cfg["method"]["image_gate"] == "stream" and cfg["method"]["patch_gate"] == "image"
+        gate = cfg["method"]["acceptance"]
+        assert gate["image_gate"] == "stream" and gate["patch_gate"] == "image"
     made = report(comparison_sweep, tmp_path / "report")
     rows = [
         line.split(",")
@@ -258,7 +261,7 @@ def test_several_sweeps_under_one_root_are_told_apart_by_their_overrides(tmp_pat
         "spade28/0": ["method=spade", "variant=offline", "method.feature_size=28"],
         "spade28/1": ["method=spade", "variant=online_fair", "method.feature_size=28"],
         # diagnostics beside them, run without the sweep: one option more, an oracle
-        "x_shrink/0": ["method=kng", "variant=online_fair", "method.covariance_shrinkage=0.5"],
+        "x_shrink/0": ["method=kng", "variant=online_fair", "method.covariance.shrinkage=0.5"],
         "x_oracle/0": ["method=kng", "mode=oracle"],
     }
     for i, (name, overrides) in enumerate(jobs.items()):
@@ -276,13 +279,13 @@ def test_several_sweeps_under_one_root_are_told_apart_by_their_overrides(tmp_pat
         "spade offline feature_size=28",
         "spade online_fair feature_size=28",
         "kng oracle",
-        "kng online_fair covariance_shrinkage=0.5",
+        "kng online_fair covariance.shrinkage=0.5",
     ]
     gates = gate_rows(settings)
     # a row per method and option set; the oracle is no gate; no offline twin, no gain
     assert [r[0] for r in gates[1:]] == [
         "kng",
-        "kng covariance_shrinkage=0.5",
+        "kng covariance.shrinkage=0.5",
         "spade feature_size=28",
     ]
     gain = gates[0].index("online_fair gain (stream Image)")
@@ -310,7 +313,7 @@ def test_launchers_compose_with_a_sweep(launcher, target):
     [
         ("age_max_smoke", "method.age_max", ["5", "1500"]),
         ("epochs_smoke", "method.epochs", ["1", "3"]),
-        ("threshold_smoke", "method.threshold_type", ["median", "none"]),
+        ("threshold_smoke", "method.acceptance.threshold_type", ["median", "none"]),
         ("shots_smoke", "protocol.shots", ["5", "10"]),
     ],
 )

@@ -12,7 +12,7 @@ import yaml
 from foads.data.mvtec import MVTEC_CATEGORIES
 from foads.outputs.paper import load_paper
 from foads.report import main, report
-from foads.run import CONF_DIR
+from foads.registry import CONF_DIR
 
 PAPER = load_paper()
 

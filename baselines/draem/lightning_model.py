@@ -20,10 +20,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from baselines.draem.simulation import AnomalySource, simulate_anomalies
-from baselines.draem.torch_model import DRAEMModel, image_scores
+from foads.baselines.draem.simulation import AnomalySource, simulate_anomalies
+from foads.baselines.draem.torch_model import DRAEMModel, image_scores
 from foads.components.acceptance import Acceptance
 from foads.components.anomaly_map import smooth_anomaly_map
+from foads.components.options import refuse_renamed
 from foads.data.transforms import denormalise
 from foads.protocol.method import Scored, StreamingMethod, Updated
 
@@ -52,13 +53,15 @@ class DRAEMModule(StreamingMethod):
         score_pool: int = 21,
         sigma: float = 0.0,
         seed: int = 0,
-        **acceptance,
+        acceptance: dict | None = None,
+        **renamed,
     ) -> None:
         super().__init__()
+        refuse_renamed(self.name, renamed)
         if image_size is not None and int(image_size) % 32:
             raise ValueError(f"DRAEM's image_size must be divisible by 32, got {image_size}")
         # Acceptance options (components/acceptance.py); DRAEM's patches: its map's cells.
-        self.acceptance = Acceptance(PAPER_IMAGE_GATE, **acceptance)
+        self.acceptance = Acceptance.from_options(self.name, PAPER_IMAGE_GATE, acceptance)
         with torch.random.fork_rng(devices=[]):  # the same initial weights for the same seed
             torch.manual_seed(int(seed))
             self.model = DRAEMModel(reconstructive_width, discriminative_width)

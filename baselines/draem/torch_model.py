@@ -8,7 +8,7 @@ from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.ops import sigmoid_focal_loss
 
-from baselines.draem.networks import DiscriminativeSubNetwork, ReconstructiveSubNetwork
+from foads.baselines.draem.networks import DiscriminativeSubNetwork, ReconstructiveSubNetwork
 
 
 class DRAEMModel(nn.Module):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from baselines.image_gated import ImageGatedMethod
-from baselines.padim.torch_model import PaDiMModel
+from foads.baselines.image_gated import ImageGatedMethod
+from foads.baselines.padim.torch_model import PaDiMModel
+from foads.components.options import Covariance, options_of
 from foads.features.extractor import PatchEmbedder
 
 
@@ -22,16 +23,19 @@ class PaDiMModule(ImageGatedMethod):
         backbone: torch.nn.Module,
         feature_dim: int = 100,
         feature_size: int | None = None,
-        eps: float = 0.01,
         sigma: float = 4.0,
         seed: int = 0,
         upsample: str = "nearest",
-        covariance_shrinkage: float = 0.0,
-        **acceptance,
+        covariance: dict | None = None,
+        acceptance: dict | None = None,
+        **renamed,
     ) -> None:
-        super().__init__(sigma, **acceptance)
+        super().__init__(sigma, acceptance, **renamed)
+        covariance = options_of(Covariance, covariance, "covariance")
+        if covariance.prior:
+            raise ValueError("PaDiM has no method.covariance.prior (only shrinkage and eps)")
         self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed, upsample=upsample)
-        self.model = PaDiMModel(eps, covariance_shrinkage)
+        self.model = PaDiMModel(covariance.eps, covariance.shrinkage)
 
     def _features(self, images):
         return self.embedder(images)

@@ -33,7 +33,7 @@ class PaDiMModel(GrowingState):
         super().__init__()
         if not 0.0 <= covariance_shrinkage <= 1.0:
             raise ValueError(
-                f"method.covariance_shrinkage must lie in [0, 1], got {covariance_shrinkage}"
+                f"method.covariance.shrinkage must lie in [0, 1], got {covariance_shrinkage}"
             )
         self.eps = eps
         self.covariance_shrinkage = covariance_shrinkage

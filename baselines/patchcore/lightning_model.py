@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from baselines.image_gated import ImageGatedMethod
-from baselines.patchcore.torch_model import IMAGE_SCORES, LocallyAwareFeatures, PatchCoreModel
+from foads.baselines.image_gated import ImageGatedMethod
+from foads.baselines.patchcore.torch_model import IMAGE_SCORES, LocallyAwareFeatures, PatchCoreModel
 
 
 class PatchCoreModule(ImageGatedMethod):
@@ -31,9 +31,10 @@ class PatchCoreModule(ImageGatedMethod):
         image_score: str = "max_patch",
         reweight_neighbours: int = 9,
         coreset_projection: int | None = 128,
-        **acceptance,
+        acceptance: dict | None = None,
+        **renamed,
     ) -> None:
-        super().__init__(sigma, **acceptance)
+        super().__init__(sigma, acceptance, **renamed)
         if image_score not in IMAGE_SCORES:
             raise ValueError(
                 f"method.image_score must be one of {IMAGE_SCORES}, got {image_score!r}"

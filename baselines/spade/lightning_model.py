@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from baselines.image_gated import ImageGatedMethod
-from baselines.spade.torch_model import SPADEModel
+from foads.baselines.image_gated import ImageGatedMethod
+from foads.baselines.spade.torch_model import SPADEModel
 from foads.features.extractor import PatchEmbedder
 
 # The image feature of SPADE's image-level kNN: last_stage (the backbone's final stage,
@@ -33,9 +33,10 @@ class SPADEModule(ImageGatedMethod):
         seed: int = 0,
         max_gallery: int | None = None,
         image_features: str = "last_stage",
-        **acceptance,
+        acceptance: dict | None = None,
+        **renamed,
     ) -> None:
-        super().__init__(sigma, **acceptance)
+        super().__init__(sigma, acceptance, **renamed)
         if image_features not in IMAGE_FEATURES:
             raise ValueError(
                 f"method.image_features must be one of {IMAGE_FEATURES}, got {image_features!r}"

@@ -30,7 +30,8 @@ from hydra.core.global_hydra import GlobalHydra
 from foads.bench import proc_status_mib
 from foads.data.synthetic import Synthetic
 from foads.protocol.inputs import FileInputs
-from foads.run import CONF_DIR, run
+from foads.registry import CONF_DIR
+from foads.run import run
 
 CHECKPOINTS = (1000, 5000, 10000)
 # The bounds that keep the baselines' memory flat (their defaults have none, as the paper).

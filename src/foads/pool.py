@@ -27,34 +27,25 @@ from pathlib import Path
 
 import numpy as np
 
+from foads.components.options import RENAMED
 from foads.outputs.jobs import job_overrides
 from foads.outputs.tables import to_markdown
 
 # Method options that only change what the online update learns: offline and oracle jobs
-# ignore them, so a rule's offline and oracle twins are found without them.
-ACCEPTANCE_KEYS = (
-    "threshold_type",
-    "threshold_scale",
-    "image_gate",
-    "gate_quantile",
-    "gate_margin",
-    "gate_folds",
-    "gate_window",
-    "patch_gate",
-    "patch_gate_quantile",
-    "patch_gate_margin",
-    "patch_gate_k",
-    "reject_dilation",
-    "grow_scale",
-    "grow_min_count",
-    "remove_after",
+# ignore them, so a rule's offline and oracle twins are found without them. Keys as given
+# (`acceptance.threshold_type`, `growth.scale`) or as older runs named them (flat).
+LEARNING_GROUPS = ("acceptance", "growth")
+FLAT_LEARNING_KEYS = (
+    *(k for k, new in RENAMED.items() if new.split(".")[0] in LEARNING_GROUPS),
     "recurrence",
-    "recurrence_window",
-    "recurrence_images",
     "recurrence_patches",
-    "recurrence_radius",
-    "radius_window",
 )
+
+
+def _learning_option(key: str) -> bool:
+    return key.split(".")[0] in LEARNING_GROUPS or key in FLAT_LEARNING_KEYS
+
+
 MODES = ("offline", "online", "oracle")
 TRIPLE = ("image_auroc", "stream_image_auroc", "last_half_image_auroc")
 
@@ -78,7 +69,7 @@ def _labels(overrides: dict[str, str]) -> tuple[str, str]:
         (k.removeprefix("method."), v) for k, v in overrides.items() if k.startswith("method.")
     )
     rule = " ".join([method] + [f"{k}={v}" for k, v in options])
-    base = " ".join([method] + [f"{k}={v}" for k, v in options if k not in ACCEPTANCE_KEYS])
+    base = " ".join([method] + [f"{k}={v}" for k, v in options if not _learning_option(k)])
     return rule, base
 
 

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -34,7 +35,8 @@ from foads.data.transforms import ImageTransform
 from foads.features.cache import FeatureCache, build_cache, sample_key
 from foads.protocol.drift import Drift
 from foads.protocol.inputs import CachedInputs, FileInputs
-from foads.run import CONF_DIR, main_job
+from foads.registry import CONF_DIR
+from foads.run import main_job, refuse_renamed_overrides
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +161,14 @@ def open_inputs(cfg: DictConfig) -> CacheOpener | None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float:
+def _hydra_main(cfg: DictConfig) -> float:
     return main_job(cfg, open_inputs(cfg))
+
+
+def main() -> None:
+    """`python -m foads.replay <overrides>` (and `foads replay`)."""
+    refuse_renamed_overrides(sys.argv[1:])
+    _hydra_main()
 
 
 if __name__ == "__main__":

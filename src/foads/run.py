@@ -44,6 +44,8 @@ from foads.protocol.resume import (
     run_settings,
 )
 from foads.protocol.settings import check_settings
+from foads.components.options import renamed_message, renamed_overrides
+from foads.registry import CONF_DIR
 from foads.protocol.split import few_shot_split
 
 log = logging.getLogger(__name__)
@@ -567,9 +569,6 @@ def _pct(value) -> str:
     return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
 
-# An absolute path: Hydra resolves a relative one against the calling module, which differs
-# between `python -m foads.run` and an in-process call of `main`.
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def run_job(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> float:
@@ -618,9 +617,24 @@ def _multirun() -> bool:
     return HydraConfig.initialized() and str(HydraConfig.get().mode).endswith("MULTIRUN")
 
 
+def refuse_renamed_overrides(argv: list[str]) -> None:
+    """Flat method options of older commands (`method.covariance_shrinkage=0.5`): name their
+    new keys and exit, before Hydra says only that the key is not in the config."""
+    old = renamed_overrides(argv)
+    if old:
+        print(f"foads: {renamed_message(old)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float:
+def _hydra_main(cfg: DictConfig) -> float:
     return main_job(cfg)
+
+
+def main() -> None:
+    """`python -m foads.run <overrides>` (and `foads run`)."""
+    refuse_renamed_overrides(sys.argv[1:])
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from baselines.draem.lightning_model import DRAEMModule
-from baselines.padim.lightning_model import PaDiMModule
-from baselines.patchcore.lightning_model import PatchCoreModule
-from baselines.spade.lightning_model import SPADEModule
+from foads.registry import methods
+from foads.baselines.draem.lightning_model import DRAEMModule
+from foads.baselines.padim.lightning_model import PaDiMModule
+from foads.baselines.patchcore.lightning_model import PatchCoreModule
+from foads.baselines.spade.lightning_model import SPADEModule
 from conftest import compose_config
 from foads.components.acceptance import (
     StreamGate,
@@ -68,7 +69,7 @@ def with_defect(method, batch, cell=(1, 1)):
 
 @pytest.mark.parametrize("cls", [PaDiMModule, SPADEModule, PatchCoreModule])
 def test_fair_gate_learns_the_lower_half_and_never_the_rejected_patch(cls):
-    method = cls(random_backbone(), feature_dim=20, **FAIR)
+    method = cls(random_backbone(), feature_dim=20, acceptance=FAIR)
     method.collect(images(4, 0))
     method.fit_shots()
     assert not torch.isfinite(
@@ -103,7 +104,7 @@ def test_patchcore_fair_gate_keeps_the_defect_out_of_the_bank():
     banks = {}
     for gate in ("paper", "fair"):
         options = FAIR if gate == "fair" else {"image_gate": None}
-        method = PatchCoreModule(random_backbone(), feature_dim=20, **options)
+        method = PatchCoreModule(random_backbone(), feature_dim=20, acceptance=options)
         method.collect(images(4, 0))
         method.fit_shots()
         batch = images(4, 1)
@@ -125,7 +126,7 @@ def test_draem_fair_gate_masks_rejected_cells_out_of_the_loss():
         train_steps=2,
         batch_size=2,
         update_steps=1,
-        **FAIR,
+        acceptance=FAIR,
     )
     method.collect(images(4, 0))
     method.fit_shots()
@@ -153,7 +154,7 @@ def test_draem_fair_gate_masks_rejected_cells_out_of_the_loss():
 
 
 def test_draem_weighted_loss_equals_the_published_one_with_all_weights_one():
-    from baselines.draem.torch_model import DRAEMModel
+    from foads.baselines.draem.torch_model import DRAEMModel
 
     torch.manual_seed(0)
     model = DRAEMModel(4, 4)
@@ -167,18 +168,19 @@ def test_draem_weighted_loss_equals_the_published_one_with_all_weights_one():
     torch.testing.assert_close(plain, weighted, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["kng", "kng_paper", "padim", "spade", "patchcore", "draem"])
+@pytest.mark.parametrize("method", methods())
 def test_gate_groups_set_the_same_rule_for_every_method(method):
-    fair = compose_config([f"method={method}", "gate=fair"]).method
+    fair = compose_config([f"method={method}", "gate=fair"]).method.acceptance
     assert (fair.image_gate, fair.gate_quantile, fair.gate_window) == ("stream", 0.5, 20)
     assert (fair.patch_gate, fair.patch_gate_k) == ("image", 3.0)
     median = compose_config([f"method={method}", "variant=online_fair_median"])
     assert median.mode == "online"
-    assert (median.method.image_gate, median.method.gate_quantile) == ("stream", 0.5)
-    assert (median.method.patch_gate, median.method.patch_gate_quantile) == ("batch", 0.5)
-    paper = compose_config([f"method={method}", "gate=paper"]).method
+    gate = median.method.acceptance
+    assert (gate.image_gate, gate.gate_quantile) == ("stream", 0.5)
+    assert (gate.patch_gate, gate.patch_gate_quantile) == ("batch", 0.5)
+    paper = compose_config([f"method={method}", "gate=paper"]).method.acceptance
     assert (paper.image_gate, paper.gate_quantile, paper.patch_gate) == ("paper", 1.0, None)
-    own = compose_config([f"method={method}"]).method
+    own = compose_config([f"method={method}"]).method.acceptance
     expected = {"kng": "stream", "kng_paper": None}.get(method, "paper")
     assert own.image_gate == expected
 
@@ -186,15 +188,23 @@ def test_gate_groups_set_the_same_rule_for_every_method(method):
 def test_paper_image_gate_means_each_methods_published_rule():
     from foads.methods.kng.lightning_model import KNGModule
 
-    kng = KNGModule(random_backbone(), num_nodes=4, epochs=1, feature_dim=8, image_gate="paper")
-    padim = PaDiMModule(random_backbone(), feature_dim=8, image_gate="paper")
-    draem = DRAEMModule(reconstructive_width=4, discriminative_width=4, image_gate="paper")
+    paper = {"image_gate": "paper"}
+    kng = KNGModule(random_backbone(), num_nodes=4, epochs=1, feature_dim=8, acceptance=paper)
+    padim = PaDiMModule(random_backbone(), feature_dim=8, acceptance=paper)
+    draem = DRAEMModule(reconstructive_width=4, discriminative_width=4, acceptance=paper)
     gates = (kng.image_gate, padim.acceptance.image_gate, draem.acceptance.image_gate)
     assert gates == (None, "shots", "shots")
-    with pytest.raises(ValueError, match="method.patch_gate"):
-        PaDiMModule(random_backbone(), feature_dim=8, patch_gate="shots")
-    with pytest.raises(ValueError, match="method.gate_window"):
-        SPADEModule(random_backbone(), feature_dim=8, gate_window=0)
+    with pytest.raises(ValueError, match="method.acceptance.patch_gate"):
+        PaDiMModule(random_backbone(), feature_dim=8, acceptance={"patch_gate": "shots"})
+    with pytest.raises(ValueError, match="method.acceptance.gate_window"):
+        SPADEModule(random_backbone(), feature_dim=8, acceptance={"gate_window": 0})
+    # K-NG's own options are not the baselines'; flat keys of older configs name the new ones
+    with pytest.raises(TypeError, match="padim has no option method.acceptance.gate_folds"):
+        PaDiMModule(random_backbone(), feature_dim=8, acceptance={"gate_folds": 5})
+    with pytest.raises(TypeError, match="method.gate_window -> method.acceptance.gate_window"):
+        SPADEModule(random_backbone(), feature_dim=8, gate_window=20)
+    with pytest.raises(TypeError, match="method.eps -> method.covariance.eps"):
+        PaDiMModule(random_backbone(), feature_dim=8, eps=0.1)
 
 
 FAINT = [
@@ -225,7 +235,7 @@ def test_fair_gate_keeps_faint_defects_out_of_padim_where_the_published_gate_doe
 
 
 def test_padim_covariance_shrinkage_keeps_a_share_of_the_shots_covariance():
-    from baselines.padim.torch_model import PaDiMModel
+    from foads.baselines.padim.torch_model import PaDiMModel
 
     x = torch.randn(12, 5, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     plain, shrunk = PaDiMModel(eps=0.01), PaDiMModel(eps=0.01, covariance_shrinkage=0.5)
@@ -243,5 +253,7 @@ def test_padim_covariance_shrinkage_keeps_a_share_of_the_shots_covariance():
         other = PaDiMModel(eps=0.01, covariance_shrinkage=model.covariance_shrinkage)
         other.load_state_dict(model.state_dict())
         torch.testing.assert_close(other.score(x[:2].float()), model.score(x[:2].float()))
-    with pytest.raises(ValueError, match="method.covariance_shrinkage"):
+    with pytest.raises(ValueError, match="method.covariance.shrinkage"):
         PaDiMModel(covariance_shrinkage=1.5)
+    with pytest.raises(ValueError, match="method.covariance.shrinkage"):
+        PaDiMModule(random_backbone(), feature_dim=8, covariance={"shrinkage": 1.5})

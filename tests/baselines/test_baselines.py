@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from baselines.padim.lightning_model import PaDiMModule
-from baselines.padim.torch_model import PaDiMModel
-from baselines.patchcore.lightning_model import PatchCoreModule
-from baselines.spade.lightning_model import SPADEModule
+from foads.baselines.padim.lightning_model import PaDiMModule
+from foads.baselines.padim.torch_model import PaDiMModel
+from foads.baselines.patchcore.lightning_model import PatchCoreModule
+from foads.baselines.spade.lightning_model import SPADEModule
 from foads.components.coreset import greedy_coreset
 from foads.features.backbones import build_backbone
 from foads.outputs.checkpoint import read_checkpoint

@@ -4,8 +4,8 @@ subset that covers what was seen best (the greedy coreset), not the first or a r
 import pytest
 import torch
 
-from baselines.patchcore.torch_model import PatchCoreModel
-from baselines.spade.torch_model import SPADEModel
+from foads.baselines.patchcore.torch_model import PatchCoreModel
+from foads.baselines.spade.torch_model import SPADEModel
 
 
 def _coverage(points: torch.Tensor, kept: torch.Tensor) -> float:

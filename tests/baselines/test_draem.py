@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from baselines.draem.lightning_model import DRAEMModule
-from baselines.draem.simulation import AnomalySource, perlin_mask, simulate_anomalies
+from foads.baselines.draem.lightning_model import DRAEMModule
+from foads.baselines.draem.simulation import AnomalySource, perlin_mask, simulate_anomalies
 from foads.outputs.checkpoint import read_checkpoint
 from foads.run import run
 
@@ -98,7 +98,7 @@ def test_update_trains_only_on_accepted_images():
 
 
 def test_gate_threshold_comes_from_the_shots_scores():
-    method = small_module(gate_quantile=1.0, gate_margin=1.5)
+    method = small_module(acceptance={"gate_quantile": 1.0, "gate_margin": 1.5})
     shots = images(4, 0)
     method.collect(shots)
     method.fit_shots()
@@ -168,7 +168,7 @@ def test_image_size_must_suit_the_networks():
 
 def test_a_draem_checkpoint_continues_the_stream_exactly(make_cfg, tmp_path):
     """Weights, Adam's moments and the simulation's random state all travel in the checkpoint."""
-    base = [*SMALL_DRAEM, "method.train_steps=20", "mode=online", "method.gate_margin=2"]
+    base = [*SMALL_DRAEM, "method.train_steps=20", "mode=online", "method.acceptance.gate_margin=2"]
     run(make_cfg(*base, out=tmp_path / "full"))
     run(make_cfg(*base, "protocol.max_stream_images=8", out=tmp_path / "a"))
     run(make_cfg(*base, f"ckpt_path={tmp_path / 'a' / 'checkpoint.pt'}", out=tmp_path / "b"))

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from baselines.patchcore import torch_model as patchcore_torch
-from baselines.patchcore.lightning_model import PatchCoreModule
-from baselines.patchcore.torch_model import PatchCoreModel
+from foads.baselines.patchcore import torch_model as patchcore_torch
+from foads.baselines.patchcore.lightning_model import PatchCoreModule
+from foads.baselines.patchcore.torch_model import PatchCoreModel
 from foads.components.coreset import greedy_coreset, sparse_random_projection
 from foads.features.backbones import build_backbone
 
@@ -159,7 +159,7 @@ def test_patchcore_fit_add_and_shrink_all_select_with_the_projection(monkeypatch
 
 
 def test_spade_image_feature_is_the_pooled_final_stage_at_full_width():
-    from baselines.spade.lightning_model import SPADEModule
+    from foads.baselines.spade.lightning_model import SPADEModule
 
     backbone = random_backbone()
     method = SPADEModule(backbone, feature_dim=20)

@@ -28,7 +28,7 @@ EXPECTED_CHANNELS = {
 
 
 def _imagenet_tensor(image: np.ndarray) -> torch.Tensor:
-    """KNG.md section 1 preprocessing: resize 256, centre-crop 224, ImageNet mean/std."""
+    """The protocol's preprocessing (docs/protocol.md): resize 256, crop 224, ImageNet mean/std."""
     x = torch.from_numpy(image).permute(2, 0, 1)
     x = TF.center_crop(TF.resize(x, [256], antialias=True), [224, 224])
     x = TF.to_dtype(x, torch.float32, scale=True)
@@ -183,7 +183,7 @@ def _padim_embedding_concat(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def test_nearest_upsampling_equals_padims_embedding_concat(random_resnet18):
-    from baselines.padim.lightning_model import PaDiMModule
+    from foads.baselines.padim.lightning_model import PaDiMModule
 
     images = torch.randn(2, 3, 96, 96)
     with torch.no_grad():

@@ -9,21 +9,33 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from foads.report import report
-from foads.run import CONF_DIR
+from foads.registry import CONF_DIR
 
 PAPER = {
-    "covariance_prior": 0.0,
-    "covariance_shrinkage": 0.0,
-    "threshold_type": "median",
-    "threshold_scale": 1.0,
-    "image_gate": None,
-    "patch_gate": None,
-    "reject_dilation": 0,
-    "max_nodes": None,
-    "grow_scale": None,
-    "remove_after": None,
-    "radius_window": None,
+    "covariance.prior": 0.0,
+    "covariance.shrinkage": 0.0,
+    "acceptance.threshold_type": "median",
+    "acceptance.threshold_scale": 1.0,
+    "acceptance.image_gate": None,
+    "acceptance.patch_gate": None,
+    "acceptance.reject_dilation": 0,
+    "acceptance.recurrence_window": None,
+    "acceptance.radius_window": None,
+    "growth.max_nodes": None,
+    "growth.scale": None,
+    "growth.remove_after": None,
 }
+
+
+def flat(method) -> dict:
+    """The method config as {'acceptance.image_gate': ..., 'num_nodes': ...}."""
+    out = {}
+    for key, value in OmegaConf.to_container(method).items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def composed(*overrides):
@@ -36,9 +48,9 @@ def composed(*overrides):
 
 @pytest.mark.parametrize("overrides", [["method=kng_paper"], ["experiment=paper_kng"]])
 def test_paper_rules_are_the_papers(overrides):
-    method = composed(*overrides).method
+    method = flat(composed(*overrides).method)
     assert {k: method[k] for k in PAPER} == PAPER
-    default = composed().method
+    default = flat(composed().method)
     # Everything but the rules is shared with the default K-NG.
     shared = set(default) - set(PAPER)
     assert {k: default[k] for k in shared} == {k: method[k] for k in shared}
@@ -46,11 +58,30 @@ def test_paper_rules_are_the_papers(overrides):
 
 def test_the_default_differs_from_the_paper_by_shrinkage_stream_gate_and_stream_radius():
     default = composed().method
-    changed = {k for k in PAPER if default[k] != PAPER[k]}
-    assert changed == {"covariance_shrinkage", "image_gate", "radius_window"}
-    assert default.covariance_shrinkage == 0.5
-    assert (default.image_gate, default.gate_quantile, default.gate_window) == ("stream", 0.5, 20)
-    assert default.radius_window == 20
+    changed = {k for k in PAPER if flat(default)[k] != PAPER[k]}
+    assert changed == {"covariance.shrinkage", "acceptance.image_gate", "acceptance.radius_window"}
+    assert default.covariance.shrinkage == 0.5
+    gate = default.acceptance
+    assert (gate.image_gate, gate.gate_quantile, gate.gate_window) == ("stream", 0.5, 20)
+    assert gate.radius_window == 20
+
+
+def test_old_flat_keys_are_refused_with_their_new_names(capsys):
+    from foads.components.options import RenamedOptionError
+    from foads.methods.kng.lightning_model import KNGModule
+    from foads.run import refuse_renamed_overrides
+
+    with pytest.raises(RenamedOptionError, match=r"method.grow_scale -> method.growth.scale"):
+        KNGModule(None, grow_scale=0.5)
+    with pytest.raises(RenamedOptionError, match=r"method.eps -> method.covariance.eps"):
+        KNGModule(None, eps=0.1)
+    with pytest.raises(TypeError, match=r"method.covariance.shrinkge"):
+        KNGModule(None, covariance={"shrinkge": 0.5})
+    with pytest.raises(SystemExit) as stop:
+        refuse_renamed_overrides(["method=kng", "+method.covariance_shrinkage=0.5"])
+    assert stop.value.code == 2
+    assert "method.covariance_shrinkage -> method.covariance.shrinkage" in capsys.readouterr().err
+    refuse_renamed_overrides(["method.covariance.shrinkage=0.5", "method.num_nodes=10"])
 
 
 def run_sweep(multirun, tmp_path, synthetic_root, sweep):
@@ -71,8 +102,8 @@ def test_payoff_sweep_reports_each_rule_set_and_its_share_of_the_oracle_gain(
     assert len(jobs) == 6
     for cfg, summary in jobs:
         assert summary["uses_labels"] == (cfg.mode == "oracle")
-        expected = 0.5 if cfg.method.covariance_shrinkage else 0.0
-        assert cfg.method.covariance_shrinkage == expected
+        expected = 0.5 if cfg.method.covariance.shrinkage else 0.0
+        assert cfg.method.covariance.shrinkage == expected
         if cfg.mode == "offline":
             assert summary["model_state_bytes"] == summary["model_state_bytes_start"]
     made = report(tmp_path / "sweep", tmp_path / "report", figures=False)
@@ -81,7 +112,7 @@ def test_payoff_sweep_reports_each_rule_set_and_its_share_of_the_oracle_gain(
     assert len(rows) == 7
     by_label = {r[0]: r for r in rows[1:]}
     for cfg, summary in jobs:
-        label = f"{'kng_paper' if cfg.method.covariance_shrinkage == 0 else 'kng'} {cfg.mode}"
+        label = f"{'kng_paper' if cfg.method.covariance.shrinkage == 0 else 'kng'} {cfg.mode}"
         row = by_label[label]
         assert row[1] == f"{100 * summary['image_auroc']:.1f}"
         assert row[3] == f"{100 * summary['last_half_image_auroc']:.1f}"
@@ -108,7 +139,7 @@ def test_contamination_sweep_streams_have_the_asked_defect_share(
 def test_growth_sweep_grows_within_the_bound(tmp_path, multirun, synthetic_root):
     jobs = run_sweep(multirun, tmp_path, synthetic_root, "growth_smoke")
     assert len(jobs) == 2
-    by_scale = {cfg.method.grow_scale: s for cfg, s in jobs}
+    by_scale = {cfg.method.growth.scale: s for cfg, s in jobs}
     fixed, grown = by_scale[None], by_scale[0.5]
     assert fixed["nodes_grown"] == 0 and fixed["num_nodes"] <= 100
     assert grown["nodes_grown"] > 0

@@ -13,7 +13,7 @@ from foads.methods.kng.graph import (
 
 
 def sequential_walk(s1, s2, edges, age_max, aging, prune_each_step):
-    """KNG.md section 3, step by step: refresh (s1, s2) to 0, age the other edges."""
+    """The edge walk (docs/kng.md), step by step: refresh (s1, s2) to 0, age the other edges."""
     graph = {tuple(e): a for e, a in edges.items()}
     for a, b in zip(s1, s2):
         key = (min(a, b), max(a, b))

@@ -75,7 +75,7 @@ def test_pseudo_labelling_skips_far_embeddings():
 
 def test_scores_rank_outliers_above_inliers_and_state_roundtrips():
     shots = clustered(1500, seed=3)
-    model = KNGModel(num_nodes=30, epochs=3, covariance_prior=5.0)
+    model = KNGModel(num_nodes=30, epochs=3, covariance={"prior": 5.0})
     model.fit(shots)
     inliers = clustered(200, seed=3)
     outliers = clustered(200, seed=3) + 6.0

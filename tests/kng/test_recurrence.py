@@ -52,8 +52,10 @@ def test_options_are_checked():
         NodeRecurrence(0)
 
 
-def fitted(**kw):
-    module = KNGModule(Stub(), num_nodes=20, epochs=3, feature_dim=8, sigma=0.0, **kw)
+def fitted(**acceptance):
+    module = KNGModule(
+        Stub(), num_nodes=20, epochs=3, feature_dim=8, sigma=0.0, acceptance=acceptance
+    )
     per = GRID[0] * GRID[1]
     for i in range(2):
         module.collect_embeddings(clustered(5 * per, seed=i), GRID, SIZE)

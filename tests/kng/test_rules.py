@@ -29,8 +29,11 @@ class Stub(nn.Module):
     channels = (4, 4)
 
 
-def fitted_module(**kw):
-    module = KNGModule(Stub(), num_nodes=20, epochs=3, feature_dim=8, sigma=0.0, **kw)
+def fitted_module(growth=None, **acceptance):
+    module = KNGModule(
+        Stub(), num_nodes=20, epochs=3, feature_dim=8, sigma=0.0, acceptance=acceptance,
+        growth=growth,
+    )  # fmt: skip
     per = GRID[0] * GRID[1]
     for i in range(2):  # two shot batches of 5 images
         module.collect_embeddings(clustered(5 * per, seed=i), GRID, SIZE)
@@ -97,7 +100,9 @@ def test_gate_needs_two_folds():
 
 
 def test_gate_and_growth_survive_a_checkpoint():
-    module = fitted_module(image_gate="shots", max_nodes=30, grow_scale=1.0, grow_min_count=5)
+    module = fitted_module(
+        image_gate="shots", growth={"max_nodes": 30, "scale": 1.0, "min_count": 5}
+    )
     module.update(None, module.score_embeddings(clustered(64, shift=30.0), (4, *GRID), SIZE))
     fresh = fitted_module()
     fresh.load_stream_state(copy.deepcopy(module.stream_state()))
@@ -110,14 +115,16 @@ def test_gate_and_growth_survive_a_checkpoint():
 
 
 # ------------------------------------------------------------------ growing graph
-def grown_model(**kw):
-    model = KNGModel(num_nodes=20, epochs=3, threshold_type="none", covariance_prior=5.0, **kw)
+def grown_model(**growth):
+    model = KNGModel(
+        num_nodes=20, epochs=3, threshold_type="none", covariance={"prior": 5.0}, growth=growth
+    )
     model.fit(clustered(800))
     return model
 
 
 def test_far_accepted_embeddings_seed_new_nodes_with_their_exact_statistics():
-    model = grown_model(max_nodes=26, grow_scale=2.0, grow_min_count=10)
+    model = grown_model(max_nodes=26, scale=2.0, min_count=10)
     k0 = model.current_nodes
     new_region = clustered(60, seed=3, clusters=2, shift=60.0)
     before = model.score(new_region).mean()
@@ -141,7 +148,7 @@ def test_far_accepted_embeddings_seed_new_nodes_with_their_exact_statistics():
 
 
 def test_growth_never_passes_max_nodes():
-    model = grown_model(max_nodes=23, grow_scale=2.0, grow_min_count=5)
+    model = grown_model(max_nodes=23, scale=2.0, min_count=5)
     for seed in range(4):
         model.update(clustered(200, seed=seed, clusters=8, shift=60.0 * (seed + 1)))
         assert model.current_nodes <= 23
@@ -149,7 +156,7 @@ def test_growth_never_passes_max_nodes():
 
 
 def test_near_embeddings_do_not_grow_the_graph():
-    model = grown_model(max_nodes=40, grow_scale=3.0, grow_min_count=5)
+    model = grown_model(max_nodes=40, scale=3.0, min_count=5)
     k0 = model.current_nodes
     model.update(clustered(300, seed=4))
     assert model.current_nodes == k0
@@ -165,7 +172,7 @@ def test_idle_nodes_are_removed_and_the_graph_stays_consistent():
     assert model.growth_summary()["nodes_removed"] == k0 - 3
     assert model.edges.numel() == 0 or int(model.edges.max()) < 3
     assert model.last_win.shape[0] == model.counts.shape[0] == 3
-    clone = KNGModel(num_nodes=20, threshold_type="none", covariance_prior=5.0)
+    clone = KNGModel(num_nodes=20, threshold_type="none", covariance={"prior": 5.0})
     clone.load_state_dict(model.state_dict())
     x = clustered(50, seed=6)
     torch.testing.assert_close(clone.score(x), model.score(x))
@@ -174,14 +181,15 @@ def test_idle_nodes_are_removed_and_the_graph_stays_consistent():
 @pytest.mark.parametrize(
     "kw, message",
     [
-        ({"grow_scale": 2.0}, "needs max_nodes"),
-        ({"max_nodes": 10}, "max_nodes=10 is below num_nodes=20"),
-        ({"max_nodes": 30, "grow_scale": 2.0, "grow_min_count": 1}, "grow_min_count"),
+        ({"scale": 2.0}, "needs method.growth.max_nodes"),
+        ({"max_nodes": 10}, "method.growth.max_nodes=10 is below num_nodes=20"),
+        ({"max_nodes": 30, "scale": 2.0, "min_count": 1}, "method.growth.min_count"),
+        ({"max_nodes": 30, "remove_after": 0}, "method.growth.remove_after"),
     ],
 )
 def test_growth_options_are_checked(kw, message):
     with pytest.raises(ValueError, match=message):
-        KNGModel(num_nodes=20, **kw)
+        KNGModel(num_nodes=20, growth=kw)
 
 
 def test_stream_gate_learns_from_the_lowest_scoring_share_of_recent_images():
@@ -242,14 +250,14 @@ def test_shrinkage_keeps_a_fixed_share_of_the_shot_covariance():
     x = clustered(800)
     plain = KNGModel(num_nodes=20, epochs=3)
     plain.fit(x)
-    shrunk = KNGModel(num_nodes=20, epochs=3, covariance_shrinkage=0.5)
+    shrunk = KNGModel(num_nodes=20, epochs=3, covariance={"shrinkage": 0.5})
     shrunk.fit(x)
     cov = lambda m: torch.linalg.inv(m.whiten.double().transpose(1, 2) @ m.whiten.double())
     eye = 0.01 * torch.eye(8, dtype=torch.float64)
     expected = 0.5 * (cov(plain) - eye) + 0.5 * plain.prior + eye
     torch.testing.assert_close(cov(shrunk), expected, rtol=1e-3, atol=1e-4)
-    with pytest.raises(ValueError, match="covariance_shrinkage must lie in"):
-        KNGModel(covariance_shrinkage=1.5)
+    with pytest.raises(ValueError, match="method.covariance.shrinkage must lie in"):
+        KNGModel(covariance={"shrinkage": 1.5})
 
 
 def test_position_weight_appends_each_patchs_grid_position():

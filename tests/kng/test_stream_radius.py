@@ -65,7 +65,7 @@ def test_kng_learns_a_new_batch_only_with_the_stream_radius(make_cfg, tmp_path):
                 "protocol.drift.strength=3",
                 "protocol.drift.change_at=0.25",
                 "protocol.decision_folds=null",
-                "method.image_gate=null",
+                "method.acceptance.image_gate=null",
                 *extra,
                 out=tmp_path / out,
             )
@@ -77,5 +77,5 @@ def test_kng_learns_a_new_batch_only_with_the_stream_radius(make_cfg, tmp_path):
         )
 
     fixed = accepted_after_change(out="fixed")
-    following = accepted_after_change("method.radius_window=4", out="following")
+    following = accepted_after_change("method.acceptance.radius_window=4", out="following")
     assert following > 2 * fixed + 0.01

@@ -12,7 +12,8 @@ import sys
 from hydra import compose, initialize_config_dir
 
 from foads.protocol.evaluator import StreamingEvaluator
-from foads.run import CONF_DIR, main_job
+from foads.registry import CONF_DIR
+from foads.run import main_job
 
 
 def main() -> None:

@@ -20,6 +20,9 @@ sets these options to the same values for every method: `gate=paper` the publish
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,17 +42,17 @@ def check_gate_options(
 ) -> None:
     """Refuse an unknown rule or an out-of-range option, naming the key."""
     if image_gate not in IMAGE_GATES:
-        raise ValueError(f"method.image_gate must be one of {IMAGE_GATES}, got {image_gate!r}")
+        raise ValueError(f"method.acceptance.image_gate must be one of {IMAGE_GATES}, got {image_gate!r}")
     if patch_gate not in patch_gates:
-        raise ValueError(f"method.patch_gate must be one of {patch_gates}, got {patch_gate!r}")
+        raise ValueError(f"method.acceptance.patch_gate must be one of {patch_gates}, got {patch_gate!r}")
     if not 0.0 <= gate_quantile <= 1.0:
-        raise ValueError(f"method.gate_quantile must lie in [0, 1], got {gate_quantile}")
+        raise ValueError(f"method.acceptance.gate_quantile must lie in [0, 1], got {gate_quantile}")
     if gate_margin <= 0:
-        raise ValueError(f"method.gate_margin must be positive, got {gate_margin}")
+        raise ValueError(f"method.acceptance.gate_margin must be positive, got {gate_margin}")
     if gate_window < 1:
-        raise ValueError(f"method.gate_window must be at least 1 image, got {gate_window}")
+        raise ValueError(f"method.acceptance.gate_window must be at least 1 image, got {gate_window}")
     if reject_dilation < 0:
-        raise ValueError(f"method.reject_dilation must be >= 0 patches, got {reject_dilation}")
+        raise ValueError(f"method.acceptance.reject_dilation must be >= 0 patches, got {reject_dilation}")
 
 
 def gate_threshold(held_out_scores: torch.Tensor, quantile: float = 1.0) -> float:
@@ -190,6 +193,22 @@ class Acceptance(nn.Module):
         self.patch_gate_quantile = patch_gate_quantile
         self.reject_dilation = reject_dilation
         self.register_buffer("threshold", torch.tensor(float("inf")))
+
+    @classmethod
+    def from_options(
+        cls, owner: str, paper_image_gate: str | None, options: Mapping | None
+    ) -> Acceptance:
+        """From a method's `acceptance` config group (`method.acceptance.*`); a key this
+        method does not take is named with its group."""
+        options = dict(options or {})
+        known = set(inspect.signature(cls.__init__).parameters) - {"self", "paper_image_gate"}
+        unknown = [k for k in options if k not in known or k == "patch_gates"]
+        if unknown:
+            raise TypeError(
+                f"{owner} has no option {', '.join(f'method.acceptance.{k}' for k in unknown)}"
+                f" (it takes {', '.join(sorted(known - {'patch_gates'}))})"
+            )
+        return cls(paper_image_gate, **options)
 
     def calibrate(self, shot_scores: torch.Tensor) -> None:
         """A new fit: the `shots` threshold from the shots' held-out scores, a fresh window."""

@@ -2,7 +2,7 @@
 
 A group is summarised by (n, mean, scatter) with scatter = sum (x - mean)(x - mean)^T.
 Merging two summaries with the parallel-variance formula gives the summary of the union,
-so a model never needs old embeddings (KNG.md sections 2 and 5). K-NG keeps one group per
+so a model never needs old embeddings (docs/kng.md). K-NG keeps one group per
 node, PaDiM one per feature-map position; both use these functions.
 """
 
@@ -112,7 +112,7 @@ def regularised_covariance(
 ) -> torch.Tensor:
     """(1 - s) (S + n0 G) / (n - 1 + n0) + s G + eps I for each group, in `dtype`.
 
-    n0 = `prior_weight` pseudo-observations of the prior covariance G (KNG.md section 2),
+    n0 = `prior_weight` pseudo-observations of the prior covariance G (docs/kng.md, "Covariance"),
     whose weight fades as a group fills in; s = `shrinkage`, a fixed share of G that never
     fades. With n0 = s = 0 this is the paper's sample covariance [2] plus eps I. The
     division happens in the scatter's precision; only the result is cast.

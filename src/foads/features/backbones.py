@@ -8,7 +8,7 @@ channels). It runs on the deepest of the three maps, so a cache of those maps su
 compute it again.
 
 Every backbone and classifier built here takes ImageNet-normalised input (mean/std of
-KNG.md section 1); a backbone whose weights expect another normalisation converts inside.
+ImageNet, docs/protocol.md); a backbone whose weights expect another normalisation converts inside.
 
 Weights:
 - ``resnet18``, ``wide_resnet50_2``: torchvision's IMAGENET1K_V1 files. Loaded from the torch

@@ -25,7 +25,7 @@ def random_channel_index(total: int, feature_dim: int | None, seed: int = 0) -> 
 
 
 class PatchEmbedder(nn.Module):
-    """Frozen extractor of d-dimensional patch embeddings on the stride-4 grid (KNG.md section 1).
+    """Frozen extractor of d-dimensional patch embeddings on the stride-4 grid (docs/kng.md).
 
     Each of the backbone's three maps is bilinearly resized (align_corners=False) to the
     stride-4 grid, ``(H // 4, W // 4)`` or ``feature_size``, the maps are concatenated and a
@@ -37,8 +37,8 @@ class PatchEmbedder(nn.Module):
     resolution (stride 1, edges padded by replication), as PatchCore aggregates local
     neighbourhoods, so that a patch also describes its surroundings. 1 (the paper): off.
 
-    ``upsample`` is how the coarser maps reach the grid: ``bilinear`` (K-NG, KNG.md section
-    1) or ``nearest`` (each coarse cell copied over the fine cells it covers, which is what
+    ``upsample`` is how the coarser maps reach the grid: ``bilinear`` (K-NG, docs/kng.md)
+    or ``nearest`` (each coarse cell copied over the fine cells it covers, which is what
     PaDiM's released ``embedding_concat`` does with unfold/fold).
     """
 

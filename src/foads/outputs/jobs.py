@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from foads.registry import options
+
 REPEAT_KEYS = ("seed",)
 
 
@@ -52,14 +54,19 @@ class Setting:
         return [j for j in self.jobs if j.status != "ok"]
 
 
-def _parse_overrides(lines: list[str]) -> dict[str, list[str]]:
-    """Override strings -> {key: [values]} (a sweep such as `a=1,2` or `range(3)` expanded)."""
+def parse_overrides(lines: list[str], search_path: list[str] = ()) -> dict[str, list[str]]:
+    """Override strings -> {key: [values]} (a sweep such as `a=1,2`, `range(3)` or a config
+    group's `glob(*)` expanded; a glob over the group's configs in foads and `search_path`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
 
     parsed = OverridesParser.create().parse_overrides(list(lines))
     out = {}
     for o in parsed:
-        if o.is_sweep_override():
+        if isinstance(o.value(), Glob):
+            key = o.get_key_element()
+            out[key] = o.value().filter(list(options(key, search_path)))
+        elif o.is_sweep_override():
             out[o.get_key_element()] = [str(v) for v in o.sweep_string_iterator()]
         else:
             out[o.get_key_element()] = [o.get_value_element_as_str()]
@@ -70,7 +77,7 @@ def job_overrides(job_dir: Path) -> dict[str, str]:
     path = job_dir / ".hydra" / "overrides.yaml"
     if not path.exists():
         return {}
-    return {k: v[0] for k, v in _parse_overrides(yaml.safe_load(path.read_text()) or []).items()}
+    return {k: v[0] for k, v in parse_overrides(yaml.safe_load(path.read_text()) or []).items()}
 
 
 def expected_grid(root: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -85,7 +92,7 @@ def expected_grid(root: Path) -> tuple[list[str], list[dict[str, str]]]:
     # The command line wins over the sweep config's params for the same key (Hydra's rule).
     lines = [f"{k}={v}" for k, v in params.items()]
     lines += list(hydra.get("overrides", {}).get("task", []) or [])
-    values = _parse_overrides(lines)
+    values = parse_overrides(lines, list(hydra.get("searchpath") or []))
     swept = [k for k, v in values.items() if len(v) > 1]
     grid = [dict(zip(swept, combo)) for combo in itertools.product(*(values[k] for k in swept))]
     return swept, grid

@@ -37,7 +37,7 @@ PAPER = "Wei et al., Few-shot Online Anomaly Detection and Segmentation (K-NG)"
 TITLES = {
     "3": "Table 3: number of nodes K (method.num_nodes)",
     "4": "Table 4: maximum edge age (method.age_max)",
-    "5": "Table 5: node threshold (method.threshold_type)",
+    "5": "Table 5: node threshold (method.acceptance.threshold_type)",
     "6": "Table 6: number of shots (protocol.shots)",
     "7": "Table 7: initial parameters, extra memory, online - offline",
     "8": "Table 8: per category, offline and online (average of all sessions)",

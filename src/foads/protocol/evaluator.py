@@ -2,7 +2,7 @@
 
 `StreamingEvaluator` is a Lightning callback. For every stream batch it records the method's
 scores (final from that moment), then, in online mode, hands the batch to the method's
-`update` (test-then-train, KNG.md section 7). It alone reads the labels and masks.
+`update` (test-then-train, docs/protocol.md). It alone reads the labels and masks.
 """
 
 from __future__ import annotations

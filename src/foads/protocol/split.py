@@ -27,7 +27,7 @@ def few_shot_split(
     anomaly_rate: float | None = None,
 ) -> FoadsSplit:
     """Choose `shots` good training images at random; the other good training images join the
-    test images in the stream, which is shuffled with `stream_seed` (KNG.md section 7).
+    test images in the stream, which is shuffled with `stream_seed` (docs/protocol.md).
 
     Split and stream seeds are separate so that one can vary while the other stays fixed.
     `anomaly_rate` (a fraction in (0, 1), default: the dataset's own) subsamples the stream,

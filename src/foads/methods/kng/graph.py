@@ -1,7 +1,7 @@
 """The neural-gas topology of K-NG: edges with ages, the edge walk, node thresholds.
 
 Edges are an undirected list `(E, 2)` with `a < b` and an age per edge. The walk over a
-sequence of (winner s1, runner-up s2) pairs has a sequential definition (KNG.md section 3):
+sequence of (winner s1, runner-up s2) pairs has a sequential definition (docs/kng.md):
 for each pair, create or refresh edge (s1, s2) to age 0, then age by one every *other* edge
 incident to s1 (`winner` ageing, as in Growing Neural Gas) or every other edge of the graph
 (`global` ageing, the paper's text). Here the final ages are derived without a loop: an
@@ -105,7 +105,7 @@ def node_thresholds(
     threshold_type: str = "median",
     scale: float = 1.0,
 ) -> torch.Tensor:
-    """Per-node acceptance radius T_k from the graph (KNG.md section 4).
+    """Per-node acceptance radius T_k from the graph (docs/kng.md, "Node radius").
 
     Nodes with neighbours reduce the Euclidean distances to their neighbours' means with
     `threshold_type`; nodes without use the distance to the nearest other centre [4].

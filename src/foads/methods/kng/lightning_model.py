@@ -2,7 +2,7 @@
 
 What the online update learns from is decided in two steps (README "Acceptance rules"):
 an optional image-level gate (an image whose score exceeds a threshold taken from the shots
-alone teaches nothing), then the patch rule of KNG.md section 5 on the images let through.
+alone teaches nothing), then the node radius rule (docs/kng.md) on the images let through.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ import torch
 from foads.components.acceptance import (
     StreamGate,
     accepted_images,
-    check_gate_options,
     gate_threshold,
     patch_limits,
     rejected_patches,
     resolve_image_gate,
 )
 from foads.components.anomaly_map import smooth_anomaly_map
+from foads.components.options import Covariance, options_of, refuse_renamed
 from foads.features.extractor import PatchEmbedder
+from foads.methods.kng.options import Growth, KNGAcceptance
 from foads.methods.kng.recurrence import NodeRecurrence
 from foads.methods.kng.stream_radius import StreamRadius
 from foads.methods.kng.torch_model import KNGModel
@@ -39,7 +40,11 @@ def grid_positions(b: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
 
 
 class KNGModule(StreamingMethod):
-    """K-NG (KNG.md sections 1-6) as a `StreamingMethod`."""
+    """K-NG (docs/kng.md) as a `StreamingMethod`.
+
+    Options (conf/method/kng.yaml): the graph's sizes and embedding at the top; the groups
+    `acceptance` (KNGAcceptance: the node radius rule, image and patch gates, recurrence,
+    stream radius), `covariance` (Covariance) and `growth` (Growth)."""
 
     name = "kng"
 
@@ -50,29 +55,9 @@ class KNGModule(StreamingMethod):
         epochs: int = 10,
         age_max: int = 25,
         edge_aging: str = "winner",
-        threshold_type: str = "median",
-        threshold_scale: float = 1.0,
-        covariance_prior: float = 0.0,
-        covariance_shrinkage: float = 0.0,
-        eps: float = 0.01,
-        image_gate: str | None = None,
-        gate_quantile: float = 1.0,
-        gate_margin: float = 1.0,
-        gate_folds: int = 5,
-        gate_window: int = 100,
-        patch_gate: str | None = None,
-        patch_gate_quantile: float = 0.999,
-        patch_gate_margin: float = 1.0,
-        patch_gate_k: float = 3.0,
-        reject_dilation: int = 0,
-        max_nodes: int | None = None,
-        grow_scale: float | None = None,
-        grow_min_count: int = 10,
-        remove_after: int | None = None,
-        recurrence_window: int | None = None,
-        recurrence_radius: float = 1.5,
-        recurrence_images: float = 0.2,
-        radius_window: int | None = None,
+        acceptance: KNGAcceptance | dict | None = None,
+        covariance: Covariance | dict | None = None,
+        growth: Growth | dict | None = None,
         position_weight: float = 0.0,
         feature_dim: int = 100,
         feature_size: int | None = None,
@@ -80,14 +65,17 @@ class KNGModule(StreamingMethod):
         upsample: str = "bilinear",
         sigma: float = 4.0,
         seed: int = 0,
+        **renamed,
     ) -> None:
         super().__init__()
-        check_gate_options(
-            image_gate, patch_gate, gate_quantile, gate_margin, gate_window, reject_dilation
-        )
-        if patch_gate_margin <= 0:
-            raise ValueError(f"method.patch_gate_margin must be positive, got {patch_gate_margin}")
-        image_gate = resolve_image_gate(image_gate, PAPER_IMAGE_GATE)
+        refuse_renamed(self.name, renamed)
+        # Every option is checked before any work, each error naming its key.
+        acceptance = options_of(KNGAcceptance, acceptance, "acceptance")
+        covariance = options_of(Covariance, covariance, "covariance")
+        growth = options_of(Growth, growth, "growth")
+        if position_weight < 0:
+            raise ValueError(f"method.position_weight must be >= 0, got {position_weight}")
+        self.acceptance = acceptance
         self.embedder = PatchEmbedder(
             backbone, feature_dim, feature_size, seed, aggregation, upsample
         )
@@ -96,40 +84,41 @@ class KNGModule(StreamingMethod):
             epochs=epochs,
             age_max=age_max,
             edge_aging=edge_aging,
-            threshold_type=threshold_type,
-            threshold_scale=threshold_scale,
-            covariance_prior=covariance_prior,
-            covariance_shrinkage=covariance_shrinkage,
-            eps=eps,
-            max_nodes=max_nodes,
-            grow_scale=grow_scale,
-            grow_min_count=grow_min_count,
-            remove_after=remove_after,
+            threshold_type=acceptance.threshold_type,
+            threshold_scale=acceptance.threshold_scale,
+            covariance=covariance,
+            growth=growth,
             seed=seed,
         )
         self.sigma = sigma
-        if position_weight < 0:
-            raise ValueError(f"position_weight must be >= 0, got {position_weight}")
         self.position_weight = position_weight
         self.recurrence = (
             None
-            if recurrence_window is None
-            else NodeRecurrence(recurrence_window, recurrence_radius, recurrence_images)
+            if acceptance.recurrence_window is None
+            else NodeRecurrence(
+                acceptance.recurrence_window,
+                acceptance.recurrence_radius,
+                acceptance.recurrence_images,
+            )
         )
         # The radius that follows the stream (stream_radius.py); None: the paper's fixed radius.
-        self.stream_radius = None if radius_window is None else StreamRadius(radius_window)
+        self.stream_radius = (
+            None if acceptance.radius_window is None else StreamRadius(acceptance.radius_window)
+        )
         self.radius_scale = 1.0  # its value at the last update (for reports)
-        self.image_gate = image_gate
-        self.gate_quantile = gate_quantile
-        self.gate_margin = gate_margin
-        self.gate_folds = gate_folds
-        self.gate_window = gate_window
-        self.stream_gate = StreamGate(gate_window, gate_quantile, gate_margin)
-        self.patch_gate = patch_gate
-        self.patch_gate_quantile = patch_gate_quantile
-        self.patch_gate_margin = patch_gate_margin
-        self.patch_gate_k = patch_gate_k
-        self.reject_dilation = reject_dilation
+        self.image_gate = resolve_image_gate(acceptance.image_gate, PAPER_IMAGE_GATE)
+        self.gate_quantile = acceptance.gate_quantile
+        self.gate_margin = acceptance.gate_margin
+        self.gate_folds = acceptance.gate_folds
+        self.gate_window = acceptance.gate_window
+        self.stream_gate = StreamGate(
+            acceptance.gate_window, acceptance.gate_quantile, acceptance.gate_margin
+        )
+        self.patch_gate = acceptance.patch_gate
+        self.patch_gate_quantile = acceptance.patch_gate_quantile
+        self.patch_gate_margin = acceptance.patch_gate_margin
+        self.patch_gate_k = acceptance.patch_gate_k
+        self.reject_dilation = acceptance.reject_dilation
         self.register_buffer("gate", torch.tensor(float("inf")))
         self.register_buffer("patch_limit", torch.tensor(float("inf")))
         self._shot_embeddings: list[torch.Tensor] = []

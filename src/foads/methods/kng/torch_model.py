@@ -1,6 +1,6 @@
 """K-NG as a plain torch module: a neural-gas graph of k-means nodes with per-node Gaussians.
 
-The state (KNG.md section 2) is, per node, a mean, a count, a scatter matrix (float64), an
+The state (docs/kng.md) is, per node, a mean, a count, a scatter matrix (float64), an
 acceptance threshold and a cached whitening factor, plus an undirected edge list with ages.
 It never stores images or old embeddings: memory is O(K d^2) whatever the stream length.
 """
@@ -19,6 +19,7 @@ from foads.components.gaussian import (
     whitening,
 )
 from foads.components.nearest import knn
+from foads.components.options import Covariance, options_of, refuse_renamed
 from foads.components.state import GrowingState
 from foads.methods.kng.graph import (
     EDGE_AGING,
@@ -29,6 +30,7 @@ from foads.methods.kng.graph import (
     prune_edges,
     walk_edges,
 )
+from foads.methods.kng.options import Growth
 
 
 @dataclass
@@ -54,16 +56,15 @@ class KNGModel(GrowingState):
         edge_aging: str = "winner",
         threshold_type: str = "median",
         threshold_scale: float = 1.0,
-        covariance_prior: float = 0.0,
-        covariance_shrinkage: float = 0.0,
-        eps: float = 0.01,
-        max_nodes: int | None = None,
-        grow_scale: float | None = None,
-        grow_min_count: int = 10,
-        remove_after: int | None = None,
+        covariance: Covariance | dict | None = None,
+        growth: Growth | dict | None = None,
         seed: int = 0,
+        **renamed,
     ) -> None:
         super().__init__()
+        refuse_renamed("KNGModel", renamed)
+        covariance = options_of(Covariance, covariance, "covariance")
+        growth = options_of(Growth, growth, "growth")
         if num_nodes < 2:
             raise ValueError(
                 f"num_nodes must be at least 2 (a node needs a runner-up), got {num_nodes}"
@@ -81,33 +82,26 @@ class KNGModel(GrowingState):
             raise ValueError(
                 f"threshold_type must be one of {THRESHOLD_TYPES}, got {threshold_type!r}"
             )
-        if (grow_scale is not None or remove_after is not None) and max_nodes is None:
+        if growth.max_nodes is not None and growth.max_nodes < num_nodes:
             raise ValueError(
-                "growing or removing nodes needs max_nodes, the bound on the graph's size"
+                f"method.growth.max_nodes={growth.max_nodes} is below num_nodes={num_nodes}"
             )
-        if max_nodes is not None and max_nodes < num_nodes:
-            raise ValueError(f"max_nodes={max_nodes} is below num_nodes={num_nodes}")
-        if grow_scale is not None and grow_scale <= 0:
-            raise ValueError(f"grow_scale must be positive, got {grow_scale}")
-        if not 0.0 <= covariance_shrinkage <= 1.0:
-            raise ValueError(f"covariance_shrinkage must lie in [0, 1], got {covariance_shrinkage}")
-        if grow_min_count < 2:
-            raise ValueError(f"grow_min_count must be at least 2, got {grow_min_count}")
-        if remove_after is not None and remove_after < 1:
-            raise ValueError(f"remove_after must be at least 1 update, got {remove_after}")
         self.num_nodes = num_nodes
         self.epochs = epochs
         self.age_max = age_max
         self.edge_aging = edge_aging
         self.threshold_type = threshold_type
         self.threshold_scale = threshold_scale
-        self.covariance_prior = covariance_prior
-        self.covariance_shrinkage = covariance_shrinkage
-        self.eps = eps
-        self.max_nodes = max_nodes
-        self.grow_scale = grow_scale
-        self.grow_min_count = grow_min_count
-        self.remove_after = remove_after
+        self.covariance = covariance
+        self.growth = growth
+        # The hot paths read these often: plain attributes.
+        self.covariance_prior = covariance.prior
+        self.covariance_shrinkage = covariance.shrinkage
+        self.eps = covariance.eps
+        self.max_nodes = growth.max_nodes
+        self.grow_scale = growth.scale
+        self.grow_min_count = growth.min_count
+        self.remove_after = growth.remove_after
         self.seed = seed
         for name in ("counts", "means", "scatter", "thresholds", "prior", "centres", "whiten"):
             self.register_buffer(name, torch.empty(0))

@@ -1,0 +1,1 @@
+"""Hydra configs of foads (installed as the package data `foads.conf`)."""
