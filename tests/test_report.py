@@ -3,8 +3,11 @@ numbers are the jobs' own, and broken or missing jobs are marked, not dropped.""
 
 import csv
 import json
+import os
 import shutil
 import statistics
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -77,10 +80,25 @@ def test_every_experiment_composes_and_instantiates(name, backbone):
     instantiate_method(cfg, backbone)
 
 
+# docs/extending.md's worked example: a method from a folder of its own, outside foads.
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "mean_distance"
+
+
 @pytest.fixture(scope="module")
 def comparison_sweep(tmp_path_factory, multirun, synthetic_root):
+    """`sweep=comparison_smoke`, with a toy method added from a temporary folder (its module
+    and conf/method/mean_distance.yaml) named by FOADS_CONFIG_PATH alone: no list in foads
+    names it, and the sweep and the report take it in."""
     root = tmp_path_factory.mktemp("comparison")
-    multirun(root / "sweep", synthetic_root, "sweep=comparison_smoke")
+    user = root / "my_methods"
+    shutil.copytree(EXAMPLE, user)
+    sys.path.insert(0, str(user))
+    os.environ["FOADS_CONFIG_PATH"] = str(user / "conf")
+    try:
+        multirun(root / "sweep", synthetic_root, "sweep=comparison_smoke")
+    finally:
+        sys.path.remove(str(user))
+        del os.environ["FOADS_CONFIG_PATH"]
     return root / "sweep"
 
 
@@ -94,7 +112,7 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
         variant = next(o.split("=")[1] for o in overrides if o.startswith("variant="))
         summaries[f"{overrides[0].split('=')[1]} {variant}"] = s
         assert s["mode"] == ("offline" if variant == "offline" else "online")
-    methods = ("kng_paper", "padim", "patchcore")
+    methods = ("kng_paper", "mean_distance", "padim", "patchcore")
     variants = ("offline", "online_fair", "online_paper")
     assert sorted(summaries) == [f"{m} {v}" for m in methods for v in variants]
     # the variant picked the gate: published (shots / none for K-NG) or fair (stream + patch)
@@ -115,7 +133,7 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
         for line in (tmp_path / "report" / "comparison.csv").read_text().splitlines()
     ]
     header = rows[0]
-    assert len(header) == 1 + 9 * 3 and [r[0] for r in rows] == [
+    assert len(header) == 1 + 12 * 3 and [r[0] for r in rows] == [
         "Category",
         "gravel",
         "Average",
@@ -126,13 +144,13 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
         label, metric = name.rsplit(" ", 1)
         key = {"Image": "image_auroc", "Pixel": "pixel_auroc", "PRO": "pro"}[metric]
         labels.setdefault(label, []).append((col, key))
-    assert len(labels) == 9
+    assert len(labels) == 12
     for label, cols in labels.items():
         s = summaries[label]  # a swept variant stands for the mode: "padim online_fair"
         for col, key in cols:
             assert rows[1][col] == f"{100 * s['categories']['gravel'][key]:.1f}"
             assert rows[2][col] == f"{100 * s[key]:.1f}"
-    assert rows[3][1::3] == ["1/1"] * 9
+    assert rows[3][1::3] == ["1/1"] * 12
     # Table 7 pairs each method's published online rule with its offline model.
     table7 = (tmp_path / "report" / "table7.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in table7] == ["Method", *methods]
@@ -160,7 +178,10 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
     assert (tmp_path / "report" / "failures.txt").read_text() == ""
     # Sweeps keep no models (save_checkpoint: false), but each job's maps for Figure 10.
     assert not list(comparison_sweep.rglob("checkpoint.pt"))
-    assert len(list(comparison_sweep.rglob("maps.npz"))) == 9
+    assert len(list(comparison_sweep.rglob("maps.npz"))) == 12
+    # The toy method ran as any other: it ranks the smoke stream's clear defects first.
+    toy = summaries["mean_distance offline"]
+    assert toy["method"] == "mean_distance" and toy["image_auroc"] > 0.8
 
 
 def test_report_marks_failed_and_missing_jobs(tmp_path, multirun, synthetic_root):
@@ -334,7 +355,7 @@ def test_each_smoke_sweep_runs_and_reports_its_ablation(
             f"{100 * by_value[v]['image_auroc']:.1f}" for v in labels
         ]
     else:  # Tables 3-5 layout: a column per value
-        assert table[0] == [key.split(".")[-1], *labels]
+        assert table[0] == [key.split(".", 1)[1], *labels]  # `acceptance.threshold_type`
         assert table[3][1:] == [f"{100 * by_value[v]['pro']:.1f}" for v in labels]
     assert "hyperparameters.png" in {p.name for p in made["figures"]}
 

@@ -92,7 +92,10 @@ def expected_grid(root: Path) -> tuple[list[str], list[dict[str, str]]]:
     # The command line wins over the sweep config's params for the same key (Hydra's rule).
     lines = [f"{k}={v}" for k, v in params.items()]
     lines += list(hydra.get("overrides", {}).get("task", []) or [])
-    values = parse_overrides(lines, list(hydra.get("searchpath") or []))
+    # A group's glob(*) as the sweep saw it: over every config folder it searched.
+    sources = (hydra.get("runtime") or {}).get("config_sources") or []
+    folders = [s["path"] for s in sources if s.get("schema") == "file"]
+    values = parse_overrides(lines, folders + list(hydra.get("searchpath") or []))
     swept = [k for k, v in values.items() if len(v) > 1]
     grid = [dict(zip(swept, combo)) for combo in itertools.product(*(values[k] for k in swept))]
     return swept, grid
@@ -186,12 +189,18 @@ def _label(values: dict[str, str], job: Job) -> str:
     return " ".join(parts)
 
 
+def short_key(key: str) -> str:
+    """A swept key as labels show it: its config group's name dropped."""
+    return key.split(".", 1)[1] if "." in key else key
+
+
 def other_options(values: dict[str, str]) -> list[str]:
     """The swept options of a setting beside its method, mode/variant and folder, as
-    'key=value' (the key's last part); an option this setting's jobs did not set ('?') is
-    left out."""
+    'key=value' (without the `method.` or `protocol.` part: 'num_nodes=196',
+    'covariance.shrinkage=0.5'); an option this setting's jobs did not set ('?') is left
+    out."""
     return [
-        f"{k.split('.')[-1]}={v}"
+        f"{short_key(k)}={v}"
         for k, v in values.items()
         if k not in ("method", "mode", "variant", "run") and v != "?"
     ]

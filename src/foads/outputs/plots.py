@@ -10,7 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-CURVES = (("image_auroc", "Image ROCAUC %"), ("pixel_auroc", "Pixel ROCAUC %"), ("pro", "PRO %"))
+from foads.metrics import METRICS, SESSION_METRICS
+
+CURVES = tuple((k, METRICS[k].axis) for k in SESSION_METRICS)
 
 
 def session_curves(per_category: dict[str, list[dict]], path: Path, title: str = "") -> None:

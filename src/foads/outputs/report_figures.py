@@ -14,8 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from foads.metrics import METRICS
 from foads.outputs.jobs import Job, Setting
-from foads.outputs.report_tables import METRICS, categories, job_value, values
+from foads.outputs.report_tables import SESSION_COLUMNS, categories, job_value, values
 
 
 def _save(fig, path: Path, dpi: int = 100) -> Path:
@@ -88,8 +89,8 @@ def drift_curves(settings: list[Setting], out_dir: Path) -> list[Path]:
         for col, cat in enumerate(cats):
             for row, (label, key, scale) in enumerate(
                 (
-                    ("Image AUROC %", "image_auroc", 100),
-                    ("FPR at shots' threshold %", "fpr_at_shots", 100),
+                    (METRICS["image_auroc"].axis, "image_auroc", 100),
+                    (METRICS["fpr_at_shots"].axis, "fpr_at_shots", 100),
                 )
             ):
                 ax = axes[row, col]
@@ -119,7 +120,7 @@ def session_curves_by_setting(settings: list[Setting], out_dir: Path) -> list[Pa
     """sessions_<metric>.png: a panel per category, a line per setting (mean over seeds)."""
     cats = categories(settings)
     paths = []
-    for name, key in METRICS:
+    for name, key in SESSION_COLUMNS:
         cols = min(5, len(cats))
         rows = -(-len(cats) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
@@ -151,7 +152,7 @@ def hyperparameter_curves(settings: list[Setting], key: str, out_dir: Path) -> P
     labels = [s.values.get(key, s.label) for s in settings]
     x = np.arange(len(labels))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for name, k in METRICS:
+    for name, k in SESSION_COLUMNS:
         stats = [values(s, k) for s in settings]
         mean = np.array([np.mean(v) * 100 if v else np.nan for v in stats])
         std = np.array([np.std(v) * 100 if v else np.nan for v in stats])

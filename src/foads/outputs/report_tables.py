@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import statistics
 
-from foads.outputs.jobs import REPEAT_KEYS, Job, Setting, other_options
+from foads.metrics import SESSION_METRICS, columns
+from foads.outputs.jobs import REPEAT_KEYS, Job, Setting, other_options, short_key
 
-METRICS = (("Image", "image_auroc"), ("Pixel", "pixel_auroc"), ("PRO", "pro"))
+SESSION_COLUMNS = columns(*SESSION_METRICS)
 
 
 def _number(v) -> float | None:
@@ -70,10 +71,10 @@ def categories(settings: list[Setting]) -> list[str]:
 def comparison_rows(settings: list[Setting]) -> list[list[str]]:
     """Table 8 layout: a row per category and the Average, Image / Pixel / PRO per setting,
     and the number of finished jobs of each setting."""
-    rows = [["Category"] + [f"{s.label} {name}" for s in settings for name, _ in METRICS]]
+    rows = [["Category"] + [f"{s.label} {name}" for s in settings for name, _ in SESSION_COLUMNS]]
     for cat in categories(settings):
-        rows.append([cat] + [cell(s, k, cat) for s in settings for _, k in METRICS])
-    rows.append(["Average"] + [cell(s, k) for s in settings for _, k in METRICS])
+        rows.append([cat] + [cell(s, k, cat) for s in settings for _, k in SESSION_COLUMNS])
+    rows.append(["Average"] + [cell(s, k) for s in settings for _, k in SESSION_COLUMNS])
     rows.append(
         ["Jobs finished"]
         + [part for s in settings for part in (f"{len(s.finished)}/{len(s.jobs)}", "", "")]
@@ -88,10 +89,10 @@ def ablation_rows(settings: list[Setting], key: str) -> list[list[str]]:
     if key == "protocol.shots":
         rows = [["Size", "Image-level", "Pixel-level", "PRO"]]
         for label, s in zip(labels, settings):
-            rows.append([f"{label}-shot"] + [cell(s, k) for _, k in METRICS])
+            rows.append([f"{label}-shot"] + [cell(s, k) for _, k in SESSION_COLUMNS])
         return rows
-    rows = [[key.split(".")[-1], *labels]]
-    for name, k in METRICS:
+    rows = [[short_key(key), *labels]]
+    for name, k in SESSION_COLUMNS:
         rows.append([name] + [cell(s, k) for s in settings])
     return rows
 
@@ -140,7 +141,7 @@ def online_gain(settings: list[Setting]) -> list[str]:
             if not (on and off):
                 continue
             parts = []
-            for name, k in METRICS + (("stream Image", "stream_image_auroc"),):
+            for name, k in SESSION_COLUMNS + columns("stream_image_auroc"):
                 d = _diff(on, off, k)
                 if d is not None:
                     parts.append(f"{name} {100 * d:+.1f}")
@@ -150,12 +151,12 @@ def online_gain(settings: list[Setting]) -> list[str]:
 
 # The comparison under both gates (sweep=comparison): per online variant, what each method
 # scored, what it learned from, and what that bought over its own offline model.
-GATE_COLUMNS = (
-    ("Image", "image_auroc"),
-    ("stream Image", "stream_image_auroc"),
-    ("PRO", "pro"),
-    ("accepted", "accepted_fraction"),
-    ("absorbed anomalous", "absorbed_anomalous_fraction"),
+GATE_COLUMNS = columns(
+    "image_auroc",
+    "stream_image_auroc",
+    "pro",
+    "accepted_fraction",
+    "absorbed_anomalous_fraction",
 )
 
 
@@ -229,18 +230,17 @@ def swept_parameter(swept: list[str]) -> str | None:
 
 
 # The stream's payoff (issue 5): what each setting learned and what it cost.
-PAYOFF = (
-    ("Image", "image_auroc"),
-    ("stream Image", "stream_image_auroc"),
-    ("last-half Image", "last_half_image_auroc"),
-    ("PRO", "pro"),
-    ("last-half PRO", "last_half_pro"),
-    ("accepted", "accepted_fraction"),
-    ("absorbed anomalous", "absorbed_anomalous_fraction"),
-    # Decisions at the threshold fixed from the shots (protocol/calibration.py).
-    ("FPR@shots", "fpr_at_shots"),
-    ("recall@shots", "recall_at_shots"),
-    ("last-half FPR@shots", "last_half_fpr_at_shots"),
+PAYOFF = columns(
+    "image_auroc",
+    "stream_image_auroc",
+    "last_half_image_auroc",
+    "pro",
+    "last_half_pro",
+    "accepted_fraction",
+    "absorbed_anomalous_fraction",
+    "fpr_at_shots",
+    "recall_at_shots",
+    "last_half_fpr_at_shots",
 )
 
 

@@ -6,7 +6,9 @@ import csv
 import math
 from pathlib import Path
 
-COLUMNS = (("Image", "image_auroc"), ("Pixel", "pixel_auroc"), ("PRO", "pro"))
+from foads.metrics import SESSION_METRICS, columns
+
+COLUMNS = columns(*SESSION_METRICS)
 
 
 def _pct(value: float | None) -> str:
