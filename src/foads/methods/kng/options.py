@@ -27,7 +27,7 @@ class KNGAcceptance:
     gate_quantile: float = 1.0
     gate_margin: float = 1.0
     gate_folds: int = 5
-    gate_window: int = 100
+    gate_window: int = 20
     # Patch gate: null | shots | image | batch.
     patch_gate: str | None = None
     patch_gate_quantile: float = 0.999
