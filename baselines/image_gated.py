@@ -40,6 +40,7 @@ class ImageGatedMethod(StreamingMethod):
         # The shots' leave-one-out scores are image scores only: no `shots` patch gate here.
         self.acceptance = Acceptance.from_options(self.name, PAPER_IMAGE_GATE, acceptance)
         self._shots: list = []
+        self._image_size: tuple[int, int] = (0, 0)
 
     # --------------------------------------------------------------- subclass hooks
     def _features(self, images: torch.Tensor):
@@ -81,7 +82,7 @@ class ImageGatedMethod(StreamingMethod):
 
     @torch.no_grad()
     def collect(self, images: torch.Tensor) -> None:
-        self._image_size = tuple(images.shape[-2:])
+        self._image_size = (images.shape[-2], images.shape[-1])
         self._shots.append(self._features(images))
 
     @torch.no_grad()
@@ -95,7 +96,7 @@ class ImageGatedMethod(StreamingMethod):
     def score(self, images: torch.Tensor) -> Scored:
         features = self._features(images)
         patch = self._patch_scores(features)
-        maps = smooth_anomaly_map(patch, tuple(images.shape[-2:]), self.sigma)
+        maps = smooth_anomaly_map(patch, (images.shape[-2], images.shape[-1]), self.sigma)
         return Scored(maps, self._image_scores(features, maps), cache=(features, patch))
 
     @torch.no_grad()

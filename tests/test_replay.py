@@ -92,7 +92,7 @@ def test_padim_replays_too_and_float16_stays_close(make_cfg, tmp_path):
 
 def test_a_method_without_backbone_cannot_be_replayed(make_cfg, tmp_path):
     cfg = make_cfg("method=draem", f"replay.cache_dir={tmp_path / 'cache'}")
-    with pytest.raises(ValueError, match="replay needs a method that embeds.*draem"):
+    with pytest.raises(ValueError, match=r"replay needs a method that embeds.*draem"):
         replay(cfg)
     assert not (tmp_path / "cache").exists()
     # `python -m foads.replay` runs it from the images instead (one multirun, every method)

@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 from foads.features.backbones import build_backbone
 from foads.outputs.jobs import find_jobs, group_settings, parse_overrides
 from foads.outputs.report_tables import comparison_rows, gate_rows, online_gain, table7_rows
-from foads.report import main, report
 from foads.registry import CONF_DIR
+from foads.report import main, report
 
 SWEEPS = sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -165,7 +165,7 @@ def test_smoke_comparison_sweep_runs_and_the_report_equals_the_jobs_summaries(
     for row in gates[1:]:
         for arm in ("online_paper", "online_fair"):
             on, off = summaries[f"{row[0]} {arm}"], summaries[f"{row[0]} offline"]
-            at = {name: v for name, v in zip(gates[0], row)}
+            at = dict(zip(gates[0], row, strict=True))
             assert at[f"{arm} accepted"] == f"{100 * on['accepted_fraction']:.1f}"
             expected = 100 * (on["stream_image_auroc"] - off["stream_image_auroc"])
             assert at[f"{arm} gain (stream Image)"] == f"{expected:+.1f}"

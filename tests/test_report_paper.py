@@ -11,8 +11,8 @@ import yaml
 
 from foads.data.mvtec import MVTEC_CATEGORIES
 from foads.outputs.paper import load_paper
-from foads.report import main, report
 from foads.registry import CONF_DIR
+from foads.report import main, report
 
 PAPER = load_paper()
 
@@ -59,8 +59,9 @@ def test_ablation_rows_name_their_sweep_key_and_values(table, sweep):
 
 
 def test_spot_values_are_what_the_paper_prints():
-    assert by("3")[("Image", "14×14")].value == 83.4
-    assert by("3")[("PRO", "70×70")].value == 88.3
+    # The paper's own labels, with its multiplication sign.
+    assert by("3")[("Image", "14×14")].value == 83.4  # noqa: RUF001
+    assert by("3")[("PRO", "70×70")].value == 88.3  # noqa: RUF001
     assert by("5")[("PRO", "Min")].value == 87.1
     assert by("6")[("50-shot", "Image-level")].value == 89.8
     assert by("7")[("PatchCore", "Improvement (PRO)")].value == -0.9
@@ -70,7 +71,7 @@ def test_spot_values_are_what_the_paper_prints():
     # The paper's default setting (3136 nodes, age 25, mean threshold, 10 shots) is the same
     # number in every ablation and Table 8's online average.
     default = {
-        by("3")[("Image", "56×56")].value,
+        by("3")[("Image", "56×56")].value,  # noqa: RUF001
         by("4")[("Image", "25")].value,
         by("5")[("Image", "Mean")].value,
         by("6")[("10-shot", "Image-level")].value,
@@ -80,7 +81,8 @@ def test_spot_values_are_what_the_paper_prints():
 
 def test_table_8_averages_and_table_7_improvements_agree_with_the_rows():
     """A transcription check: each Table 8 column's Average is the mean of its 15 categories
-    (within 0.1: the categories and the Average are both rounded), and Table 7's improvement is online - offline of Table 8's Average.
+    (within 0.1: the categories and the Average are both rounded), and Table 7's improvement is
+    online - offline of Table 8's Average.
     One column of the paper itself does not add up: DRAEM online Image averages 84.5, while
     its Average row (and Table 7's +4.0 = 86.2 - 82.2) says 86.2."""
     t8 = [r for r in PAPER if r.table == "8"]

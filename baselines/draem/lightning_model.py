@@ -139,7 +139,7 @@ class DRAEMModule(StreamingMethod):
         x = self._pixels(images)
         probability = self.model.anomaly_probability(x)
         scores = image_scores(probability, self._pool(x.shape[-1]))
-        maps = smooth_anomaly_map(probability, tuple(images.shape[-2:]), self.sigma)
+        maps = smooth_anomaly_map(probability, (images.shape[-2], images.shape[-1]), self.sigma)
         return Scored(maps, scores, cache=(x, probability))
 
     def update(

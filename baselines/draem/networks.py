@@ -39,19 +39,19 @@ class ReconstructiveSubNetwork(nn.Module):
         w = base_width
         widths = [w, 2 * w, 4 * w, 8 * w, 8 * w]
         self.encoder = nn.ModuleList(
-            _block(c_in, c_out) for c_in, c_out in zip([3, *widths[:-1]], widths)
+            _block(c_in, c_out) for c_in, c_out in zip([3, *widths[:-1]], widths, strict=True)
         )
         self.pool = nn.MaxPool2d(2)
         # Decoder stages from 8w channels: upsample, then a block down to 4w, 2w, w, w.
         ins, outs = [8 * w, 4 * w, 2 * w, w], [4 * w, 2 * w, w, w]
         self.ups = nn.ModuleList(_up(c, c) for c in ins)
-        self.decoder = nn.ModuleList(_block(c, o, c_mid=c) for c, o in zip(ins, outs))
+        self.decoder = nn.ModuleList(_block(c, o, c_mid=c) for c, o in zip(ins, outs, strict=True))
         self.out = nn.Conv2d(w, 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, block in enumerate(self.encoder):
             x = block(x if i == 0 else self.pool(x))
-        for up, block in zip(self.ups, self.decoder):
+        for up, block in zip(self.ups, self.decoder, strict=True):
             x = block(up(x))
         return self.out(x)
 
@@ -68,14 +68,14 @@ class DiscriminativeSubNetwork(nn.Module):
         w = base_width
         widths = [w, 2 * w, 4 * w, 8 * w, 8 * w, 8 * w]
         self.encoder = nn.ModuleList(
-            _block(c_in, c_out) for c_in, c_out in zip([6, *widths[:-1]], widths)
+            _block(c_in, c_out) for c_in, c_out in zip([6, *widths[:-1]], widths, strict=True)
         )
         self.pool = nn.MaxPool2d(2)
         # Each decoder stage: upsample the deeper map to `outs` channels, concatenate the
         # encoder's map of that size, one block back to `outs` channels.
         outs, skips = [8 * w, 4 * w, 2 * w, w, w], widths[-2::-1]
-        self.ups = nn.ModuleList(_up(c, o) for c, o in zip([8 * w, *outs[:-1]], outs))
-        self.decoder = nn.ModuleList(_block(o + s, o) for o, s in zip(outs, skips))
+        self.ups = nn.ModuleList(_up(c, o) for c, o in zip([8 * w, *outs[:-1]], outs, strict=True))
+        self.decoder = nn.ModuleList(_block(o + s, o) for o, s in zip(outs, skips, strict=True))
         self.out = nn.Conv2d(w, 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,6 +83,6 @@ class DiscriminativeSubNetwork(nn.Module):
         for i, block in enumerate(self.encoder):
             x = block(x if i == 0 else self.pool(x))
             skips.append(x)
-        for up, block, skip in zip(self.ups, self.decoder, skips[-2::-1]):
+        for up, block, skip in zip(self.ups, self.decoder, skips[-2::-1], strict=True):
             x = block(torch.cat([up(x), skip], dim=1))
         return self.out(x)

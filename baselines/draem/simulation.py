@@ -36,7 +36,7 @@ def perlin_noise(size: int, res: tuple[int, int], g: torch.Generator) -> torch.T
     grads = torch.stack([angles.cos(), angles.sin()], dim=-1)
     pos = [torch.arange(size) * (r / size) for r in res]
     cell = [p.floor().long() for p in pos]
-    frac = [p - c for p, c in zip(pos, cell)]
+    frac = [p - c for p, c in zip(pos, cell, strict=True)]
     fy, fx = frac[0][:, None].expand(size, size), frac[1][None, :].expand(size, size)
     cy, cx = cell[0][:, None].expand(size, size), cell[1][None, :].expand(size, size)
 
@@ -136,9 +136,8 @@ class AnomalySource:
                 and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             if not self.files:
-                raise FileNotFoundError(
-                    f"anomaly_source_dir {root} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
-                )
+                kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+                raise FileNotFoundError(f"anomaly_source_dir {root} holds no images ({kinds})")
 
     def texture(self, normals: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
         """(3, size, size) texture in [0, 1] on the CPU; `normals` (N, 3, size, size) on the CPU."""

@@ -41,6 +41,7 @@ class DRAEMModel(nn.Module):
         if weight is None:
             l2 = F.mse_loss(rec, clean)
             ssim = structural_similarity_index_measure(rec, clean, data_range=1.0)
+            assert isinstance(ssim, torch.Tensor)  # a pair only with return_full_image
             focal = sigmoid_focal_loss(logits, mask, alpha=-1, gamma=2.0, reduction="mean")
             return l2 + (1 - ssim) + focal
         total = weight.sum().clamp_min(1.0)

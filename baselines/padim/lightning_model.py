@@ -7,6 +7,7 @@ import torch
 from foads.baselines.image_gated import ImageGatedMethod
 from foads.baselines.padim.torch_model import PaDiMModel
 from foads.components.options import Covariance, options_of
+from foads.features.backbones import FeatureBackbone
 from foads.features.extractor import PatchEmbedder
 
 
@@ -20,13 +21,13 @@ class PaDiMModule(ImageGatedMethod):
 
     def __init__(
         self,
-        backbone: torch.nn.Module,
+        backbone: FeatureBackbone,
         feature_dim: int = 100,
         feature_size: int | None = None,
         sigma: float = 4.0,
         seed: int = 0,
         upsample: str = "nearest",
-        covariance: dict | None = None,
+        covariance: Covariance | dict | None = None,
         acceptance: dict | None = None,
         **renamed,
     ) -> None:

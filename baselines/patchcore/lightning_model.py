@@ -6,6 +6,7 @@ import torch
 
 from foads.baselines.image_gated import ImageGatedMethod
 from foads.baselines.patchcore.torch_model import IMAGE_SCORES, LocallyAwareFeatures, PatchCoreModel
+from foads.features.backbones import FeatureBackbone
 
 
 class PatchCoreModule(ImageGatedMethod):
@@ -22,7 +23,7 @@ class PatchCoreModule(ImageGatedMethod):
 
     def __init__(
         self,
-        backbone: torch.nn.Module,
+        backbone: FeatureBackbone,
         feature_dim: int = 100,
         coreset_ratio: float = 0.1,
         sigma: float = 4.0,

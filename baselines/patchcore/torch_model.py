@@ -9,6 +9,7 @@ from torch import nn
 from foads.components.coreset import greedy_coreset
 from foads.components.nearest import knn
 from foads.components.state import GrowingState
+from foads.features.backbones import FeatureBackbone
 from foads.features.extractor import random_channel_index
 
 
@@ -16,7 +17,9 @@ class LocallyAwareFeatures(nn.Module):
     """Layer-2 and layer-3 maps, each averaged over 3x3 neighbourhoods, on the layer-2 grid,
     concatenated, then a fixed random subset of d channels (the same d as every method)."""
 
-    def __init__(self, backbone: nn.Module, feature_dim: int = 100, seed: int = 0) -> None:
+    channel_index: torch.Tensor
+
+    def __init__(self, backbone: FeatureBackbone, feature_dim: int = 100, seed: int = 0) -> None:
         super().__init__()
         self.backbone = backbone
         total = backbone.channels[1] + backbone.channels[2]

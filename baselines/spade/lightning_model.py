@@ -6,6 +6,7 @@ import torch
 
 from foads.baselines.image_gated import ImageGatedMethod
 from foads.baselines.spade.torch_model import SPADEModel
+from foads.features.backbones import FeatureBackbone
 from foads.features.extractor import PatchEmbedder
 
 # The image feature of SPADE's image-level kNN: last_stage (the backbone's final stage,
@@ -25,7 +26,7 @@ class SPADEModule(ImageGatedMethod):
 
     def __init__(
         self,
-        backbone: torch.nn.Module,
+        backbone: FeatureBackbone,
         top_k: int = 50,
         feature_dim: int = 100,
         feature_size: int | None = None,

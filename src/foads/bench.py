@@ -15,6 +15,7 @@ import argparse
 import resource
 import tempfile
 import time
+from collections.abc import Sequence
 
 import torch
 
@@ -221,13 +222,13 @@ def bench_method(
 
 
 def compare_methods(
-    device: str, batches: int, rules: list[str] = (), methods: tuple = METHODS
+    device: str, batches: int, rules: Sequence[str] = (), methods: Sequence[str] = METHODS
 ) -> list[dict]:
     """The methods, then K-NG under each extra rule (a string of `method.*` overrides), each
     in its own process, so peak memory is measured per method and rule."""
     import multiprocessing as mp
 
-    jobs = [(name, device, batches) for name in methods]
+    jobs: list[tuple] = [(name, device, batches) for name in methods]
     jobs += [("kng", device, batches, 10, tuple(rule.split())) for rule in rules]
     ctx = mp.get_context("spawn")
     with ctx.Pool(1, maxtasksperchild=1) as pool:
@@ -246,8 +247,9 @@ def main(argv=None) -> None:
         "--rule",
         action="append",
         default=[],
-        help="also time K-NG with these method overrides, e.g. 'method.acceptance.recurrence_window=200' "
-        "(repeatable); its online time is printed as a ratio to the default's",
+        help="also time K-NG with these method overrides, e.g. "
+        "'method.acceptance.recurrence_window=200' (repeatable); its online time is printed as "
+        "a ratio to the default's",
     )
     args = parser.parse_args(argv)
     r = bench(args.device, args.batches)
@@ -257,7 +259,8 @@ def main(argv=None) -> None:
         f" {r['nodes']} nodes after the fit, d=100, 56x56 embeddings, batch 10"
     )
     print(
-        f"  initial fit on 10 shots:      {r['fit_s']:.1f} s  (K-NG alone {r['fit_kng_only_s']:.1f} s; target <= 60 s)"
+        f"  initial fit on 10 shots:      {r['fit_s']:.1f} s  "
+        f"(K-NG alone {r['fit_kng_only_s']:.1f} s; target <= 60 s)"
     )
     print(
         f"  backbone (EfficientNet-Lite0): {b:.3f} s/image "

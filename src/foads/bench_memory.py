@@ -49,7 +49,7 @@ class LongSynthetic(Synthetic):
         data = super()._read(category)
         rng = random.Random(0)
         test = []
-        for k in range(self.repeat):
+        for _ in range(self.repeat):
             copies = [replace(s) for s in data.test]
             rng.shuffle(copies)
             test += copies
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if len(args.methods) > 1:
         # One process per method: each starts from a fresh interpreter's memory.
-        lines = []
+        lines: list[list[str]] = []
         for method in args.methods:
             command = [sys.executable, "-m", "foads.bench_memory", "--methods", method]
             command += ["--images", str(args.images)]
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             lines.append(done.stdout.strip().splitlines())
             print(lines[-1][0], flush=True)
         print("\n" + lines[0][2] + "\n" + lines[0][3])
-        for rows in lines:
-            print(rows[-1])
+        for output in lines:  # each process's table row
+            print(output[-1])
         return
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "runs"

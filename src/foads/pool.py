@@ -130,7 +130,8 @@ class Row:
         gain = self.oracle_gain
         if gain is None or gain < min_gain:
             return None
-        return self.delta("image_auroc", self.offline) / gain
+        delta = self.delta("image_auroc", self.offline)  # None without the online figure
+        return None if delta is None else delta / gain
 
 
 def rule_rows(records: list[Record], rule: str) -> list[Row]:
@@ -206,12 +207,17 @@ def stream_means(rows: list[Row]) -> list[list[str]]:
             lambda r: r.padim,
         ):
             values = [_num(pick(r), "image_auroc") for r in mine]
-            values = [v for v in values if v is not None]
-            cols.append(float(np.mean(values)) if len(values) == len(mine) else None)
-        diff = None if None in (cols[1], cols[3]) else cols[1] - cols[3]
+            found = [v for v in values if v is not None]
+            cols.append(float(np.mean(found)) if len(found) == len(mine) else None)
+        online, padim = cols[1], cols[3]
+        diff = None if online is None or padim is None else online - padim
         out.append(
-            [stream, str(len(mine)), *(_pct(c) for c in cols)]
-            + ["-" if diff is None else f"{100 * diff:+.1f}"]
+            [
+                stream,
+                str(len(mine)),
+                *(_pct(c) for c in cols),
+                "-" if diff is None else f"{100 * diff:+.1f}",
+            ]
         )
     return out
 
@@ -219,11 +225,13 @@ def stream_means(rows: list[Row]) -> list[list[str]]:
 def pooled(rows: list[Row], min_gain: float, tolerance: float) -> dict:
     """The pooled criterion and what stands beside it, over the rows of one rule."""
     shares = [s for s in (r.share(min_gain) for r in rows) if s is not None]
-    stream_deltas = [
+    candidates = [
         (r.delta("stream_image_auroc", r.offline), r) for r in rows if r.offline is not None
     ]
-    stream_deltas = [(d, r) for d, r in stream_deltas if d is not None]
-    worst = min(stream_deltas, key=lambda x: x[0], default=(None, None))
+    stream_deltas = [(d, r) for d, r in candidates if d is not None]
+    worst: tuple[float | None, Row | None] = min(
+        stream_deltas, key=lambda x: x[0], default=(None, None)
+    )
     below = [f"{r.stream} s{r.seed}" for d, r in stream_deltas if d < -tolerance]
     by_stream: dict[str, list[float]] = defaultdict(list)
     padim: dict[str, list[float]] = defaultdict(list)

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from foads.data.sample import CategoryData
@@ -36,7 +35,7 @@ from foads.features.cache import FeatureCache, build_cache, sample_key
 from foads.protocol.drift import Drift
 from foads.protocol.inputs import CachedInputs, FileInputs
 from foads.registry import CONF_DIR
-from foads.run import main_job, refuse_renamed_overrides
+from foads.run import main_job, method_class, refuse_renamed_overrides
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class CacheOpener:
     """Gives `run` the cached inputs of a category, making the cache on first use."""
 
     def __init__(self, cfg: DictConfig) -> None:
-        if not get_class(cfg.method._target_).uses_backbone:
+        if not method_class(cfg).uses_backbone:
             raise ValueError(
                 f"replay needs a method that embeds with the pretrained backbone (K-NG, PaDiM, "
                 f"SPADE, PatchCore); {cfg.method._target_} learns its own networks: use "
@@ -151,7 +150,7 @@ class CacheOpener:
 def open_inputs(cfg: DictConfig) -> CacheOpener | None:
     """The cached inputs of the run, or None (read the images) for a method without a
     pretrained backbone, which has no maps to cache."""
-    if not get_class(cfg.method._target_).uses_backbone:
+    if not method_class(cfg).uses_backbone:
         log.warning(
             "%s learns its own networks: nothing to replay, it runs from the images",
             cfg.method._target_,

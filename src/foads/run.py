@@ -25,6 +25,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from foads.components.anomaly_map import map_smoothing
+from foads.components.options import renamed_message, renamed_overrides
 from foads.data.errors import ImageReadError
 from foads.data.images import load_sample_image
 from foads.data.sample import CategoryData
@@ -36,6 +37,7 @@ from foads.protocol.calibration import held_out_shot_scores, shots_threshold
 from foads.protocol.drift import Drift
 from foads.protocol.evaluator import StreamingEvaluator
 from foads.protocol.inputs import FileInputs
+from foads.protocol.method import StreamingMethod
 from foads.protocol.resume import (
     StopSignals,
     StreamCheckpoint,
@@ -44,9 +46,8 @@ from foads.protocol.resume import (
     run_settings,
 )
 from foads.protocol.settings import check_settings
-from foads.components.options import renamed_message, renamed_overrides
-from foads.registry import CONF_DIR
 from foads.protocol.split import few_shot_split
+from foads.registry import CONF_DIR
 
 log = logging.getLogger(__name__)
 # Keep Lightning's start-up chatter (accelerator lines, tips) out of the run's output.
@@ -80,12 +81,13 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config_resolved.yaml", resolve=True)
     dataset_conf = OmegaConf.to_container(cfg.dataset, resolve=True)
+    assert isinstance(dataset_conf, dict)  # a DictConfig's container
     dataset_name = dataset_conf.pop("name", None) or dataset_conf["_target_"].rsplit(".", 1)[-1]
     reader = instantiate(dataset_conf)
     categories = reader.resolve_categories(cfg.dataset.category)
     many = len(categories) > 1
     # Built once: a missing weight file stops the run here, before any category starts.
-    backbone = instantiate(cfg.backbone) if _method_class(cfg).uses_backbone else None
+    backbone = instantiate(cfg.backbone) if method_class(cfg).uses_backbone else None
     per_category: dict[str, dict] = {}
     sessions: dict[str, list[dict]] = {}
     # Every method's maps are smoothed the same way (components/anomaly_map.py).
@@ -484,6 +486,7 @@ def _overlays(evaluator, stream, transform, out_dir: Path, drift: Drift) -> None
 def _hyperparameters(cfg: DictConfig, category: str) -> dict:
     """The resolved config a logger records with the run (Hydra's own node left out)."""
     conf = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(conf, dict)  # a DictConfig's container
     conf.get("dataset", {})["category"] = category
     return conf
 
@@ -525,11 +528,17 @@ def _logger_names(name: str, cfg: DictConfig, category: str) -> dict:
 
 
 def _method_name(cfg: DictConfig) -> str:
-    return _method_class(cfg).name
+    return method_class(cfg).name
 
 
-def _method_class(cfg: DictConfig):
-    return get_class(cfg.method._target_)
+def method_class(cfg: DictConfig) -> type[StreamingMethod]:
+    """The class that `method._target_` names (a StreamingMethod, else a TypeError)."""
+    cls = get_class(cfg.method._target_)
+    if not issubclass(cls, StreamingMethod):
+        raise TypeError(
+            f"method._target_={cfg.method._target_} is not a foads.protocol.method.StreamingMethod"
+        )
+    return cls
 
 
 def _mean_summary(summaries: list[dict]) -> dict:
@@ -567,8 +576,6 @@ def _jsonable(value):
 
 def _pct(value) -> str:
     return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
-
-
 
 
 def run_job(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> float:

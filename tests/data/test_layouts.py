@@ -130,7 +130,7 @@ def test_discovery_without_any_category_is_an_error(tmp_path):
     assert reader.categories() == []
     with pytest.raises(DatasetError, match="no sub-folder of it holds train/good/"):
         reader.resolve_categories()
-    with pytest.raises(DatasetError, match="found there .*: none"):
+    with pytest.raises(DatasetError, match=r"found there .*: none"):
         reader.load("x")
     with pytest.raises(DatasetError, match="does not exist"):
         MVTecAD(tmp_path / "nowhere", known_categories=DISCOVER).load("x")
@@ -202,7 +202,7 @@ def test_mvtec3d_categories_and_errors(mvtec3d_root):
     assert reader.resolve_categories() == ["bagel", "tire"]
     with pytest.raises(DatasetError, match="'peach' not found"):
         reader.load("peach")
-    with pytest.raises(DatasetError, match="unknown MVTec3DAD category 'bottle'.*cable_gland"):
+    with pytest.raises(DatasetError, match=r"unknown MVTec3DAD category 'bottle'.*cable_gland"):
         reader.load("bottle")
     missing = mvtec3d_root / "bagel" / "test" / "hole" / "gt" / "000.png"
     missing.unlink()
@@ -287,7 +287,7 @@ def test_visa_categories_and_all(visa_root):
     reader = VisA(visa_root, "all")
     assert len(VISA_CATEGORIES) == 12 and "pipe_fryum" in reader.categories()
     assert reader.resolve_categories() == ["candle", "pcb1"]
-    with pytest.raises(DatasetError, match="unknown VisA category 'pcb5'.*pipe_fryum"):
+    with pytest.raises(DatasetError, match=r"unknown VisA category 'pcb5'.*pipe_fryum"):
         reader.load("pcb5")
     with pytest.raises(DatasetError, match="'fryum' not found"):
         reader.load("fryum")
@@ -329,12 +329,12 @@ def test_visa_bad_rows_name_the_file_and_line(visa_root):
     no_mask = [r[:] for r in rows]
     no_mask[6][4] = ""  # the first anomalous candle row
     _write_csv(csv_path, no_mask)
-    with pytest.raises(DatasetError, match="line 8: anomalous image .*000.JPG has no mask"):
+    with pytest.raises(DatasetError, match=r"line 8: anomalous image .*000\.JPG has no mask"):
         VisA(visa_root, "candle").load()
     mask = visa_root / "candle" / "Data" / "Masks" / "Anomaly" / "001.png"
     _write_csv(csv_path, rows)
     mask.unlink()
-    with pytest.raises(DatasetError, match="mask for .* not found") as info:
+    with pytest.raises(DatasetError, match=r"mask for .* not found") as info:
         VisA(visa_root, "candle").load()
     assert str(mask) in str(info.value)
 
@@ -392,11 +392,13 @@ def test_kolektorsdd_categories_and_errors(kolektor_root, tmp_path):
         reader.load("kos01")
     label = kolektor_root / "kos02" / "Part6_label.bmp"
     label.unlink()
-    with pytest.raises(DatasetError, match="mask for .*Part6.jpg not found") as info:
+    with pytest.raises(DatasetError, match=r"mask for .*Part6\.jpg not found") as info:
         reader.load("kolektorsdd")
     assert str(label) in str(info.value)
     (tmp_path / "no_kos").mkdir()
-    with pytest.raises(DatasetError, match="(?s)no KolektorSDD category found.*kos01/ .. kos50/"):
+    with pytest.raises(
+        DatasetError, match=r"(?s)no KolektorSDD category found.*kos01/ \.\. kos50/"
+    ):
         KolektorSDD(tmp_path / "no_kos", "all").resolve_categories()
 
 
@@ -442,7 +444,7 @@ def test_kolektorsdd2_categories_and_errors(kolektor2_root, tmp_path):
     image = kolektor2_root / "test" / "10001.png"
     gt = image.with_name("10001_GT.png")
     gt.unlink()
-    with pytest.raises(DatasetError, match="mask for .*10001.png not found") as info:
+    with pytest.raises(DatasetError, match=r"mask for .*10001\.png not found") as info:
         KolektorSDD2(kolektor2_root).load()
     assert str(gt) in str(info.value)
     only_train = tmp_path / "only_train"

@@ -22,6 +22,7 @@ def _reader(make_cfg, dataset: str):
     """The reader of conf/dataset/<dataset>.yaml with its default root."""
     cfg = make_cfg(f"dataset={dataset}", f"paths.root_dir={REPO}")
     conf = OmegaConf.to_container(cfg.dataset, resolve=True)
+    assert isinstance(conf, dict)
     conf.pop("name")
     return instantiate(conf)
 

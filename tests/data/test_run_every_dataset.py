@@ -80,7 +80,7 @@ def test_aitex_tiles_carry_their_own_ground_truth_through_the_run(make_cfg, aite
     p = cfg.protocol
     stream = few_shot_split(data, p.shots, p.split_seed, p.stream_seed, p.anomaly_rate).stream
     transform = ImageTransform(32, 32)
-    for position, image, mask in zip(maps["positions"], maps["images"], maps["masks"]):
+    for position, image, mask in zip(maps["positions"], maps["images"], maps["masks"], strict=True):
         sample = stream[position]
         # The run's mask and image are the tile's, not the strip's.
         expected = transform.mask(load_sample_mask(sample)).numpy()
@@ -115,7 +115,7 @@ def test_missing_root_names_the_expected_layout(make_cfg, tmp_path):
 
 def test_a_run_where_every_category_fails_is_an_error(make_cfg, mvtec_root, tmp_path):
     overrides = [o for o in TINY if not o.startswith("protocol.shots")]
-    with pytest.raises(RuntimeError, match="every category failed: bottle: .*shots=5"):
+    with pytest.raises(RuntimeError, match=r"every category failed: bottle: .*shots=5"):
         run(
             make_cfg(
                 "dataset=mvtec",

@@ -1,5 +1,6 @@
 """Tests for the backbones (weights really loaded, clear errors) and the patch embedder."""
 
+import re
 import socket
 
 import numpy as np
@@ -66,7 +67,10 @@ def test_random_backbones_give_three_maps_at_strides_4_8_16(name, size):
     assert backbone.strides == (4, 8, 16)
     with torch.no_grad():
         maps = backbone(torch.randn(2, 3, size, size))
-    expected = [(2, c, size // s, size // s) for c, s in zip(backbone.channels, backbone.strides)]
+    expected = [
+        (2, c, size // s, size // s)
+        for c, s in zip(backbone.channels, backbone.strides, strict=True)
+    ]
     assert [tuple(m.shape) for m in maps] == expected
 
 
@@ -196,7 +200,7 @@ def test_nearest_upsampling_equals_padims_embedding_concat(random_resnet18):
     bilinear = PatchEmbedder(random_resnet18, feature_dim=100, seed=3)
     assert bilinear.upsample == "bilinear"
     assert not torch.allclose(bilinear(images), padim[:, bilinear.channel_index])
-    with pytest.raises(ValueError, match="method.upsample"):
+    with pytest.raises(ValueError, match=re.escape("method.upsample")):
         PatchEmbedder(random_resnet18, upsample="bicubic")
 
 

@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from foads.report import report
 from foads.registry import CONF_DIR
+from foads.report import report
 
 PAPER = {
     "covariance.prior": 0.0,
@@ -29,12 +29,15 @@ PAPER = {
 
 def flat(method) -> dict:
     """The method config as {'acceptance.image_gate': ..., 'num_nodes': ...}."""
+    container = OmegaConf.to_container(method)
+    assert isinstance(container, dict)
     out = {}
-    for key, value in OmegaConf.to_container(method).items():
+    for key, value in container.items():
+        name = str(key)
         if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
+            out.update({f"{name}.{k}": v for k, v in value.items()})
         else:
-            out[key] = value
+            out[name] = value
     return out
 
 

@@ -50,7 +50,7 @@ def test_any_split_into_batches_equals_fitting_at_once(seed):
     n = torch.zeros(k, dtype=torch.float64)
     mean = torch.zeros(k, d, dtype=torch.float64)
     scatter = torch.zeros(k, d, d, dtype=torch.float64)
-    for lo, hi in zip([0, *cuts], [*cuts, 400]):
+    for lo, hi in zip([0, *cuts], [*cuts, 400], strict=True):
         n, mean, scatter = merge_stats(n, mean, scatter, *group_stats(x[lo:hi], group[lo:hi], k))
         assert not torch.isnan(mean).any() and not torch.isnan(scatter).any()
     rn, rmean, rscatter = group_stats(x, group, k)

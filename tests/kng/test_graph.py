@@ -15,7 +15,7 @@ from foads.methods.kng.graph import (
 def sequential_walk(s1, s2, edges, age_max, aging, prune_each_step):
     """The edge walk (docs/kng.md), step by step: refresh (s1, s2) to 0, age the other edges."""
     graph = {tuple(e): a for e, a in edges.items()}
-    for a, b in zip(s1, s2):
+    for a, b in zip(s1, s2, strict=True):
         key = (min(a, b), max(a, b))
         graph[key] = 0
         for other in list(graph):
@@ -41,7 +41,7 @@ def test_walk_equals_sequential_reference(aging, seed):
     num_nodes, age_max = 9, int(rng.integers(3, 40))
     # Start from a graph with ages, as an online update does.
     start = {}
-    for a, b in zip(*random_pairs(rng, num_nodes, 12)):
+    for a, b in zip(*random_pairs(rng, num_nodes, 12), strict=True):
         start[(min(a, b), max(a, b))] = int(rng.integers(0, age_max + 1))
     s1, s2 = random_pairs(rng, num_nodes, int(rng.integers(1, 300)))
     expected = sequential_walk(
@@ -54,7 +54,7 @@ def test_walk_equals_sequential_reference(aging, seed):
         torch.from_numpy(s1), torch.from_numpy(s2), num_nodes, edges, ages, aging
     )
     out_edges, out_ages = prune_edges(out_edges, out_ages, age_max)
-    got = {tuple(e): int(a) for e, a in zip(out_edges.tolist(), out_ages.tolist())}
+    got = {tuple(e): int(a) for e, a in zip(out_edges.tolist(), out_ages.tolist(), strict=True)}
     assert got == expected
     # Pruning at the end equals pruning at every step (the walk relies on it).
     assert expected == sequential_walk(
@@ -67,7 +67,10 @@ def test_walk_from_empty_graph_and_empty_walk():
     ages = torch.empty(0, dtype=torch.long)
     e, a = walk_edges(torch.tensor([0, 1, 0]), torch.tensor([1, 2, 1]), 3, edges, ages)
     # (0,1) refreshed at t=2 (age 0); (1,2) made at t=1, node 0 won at t=2 -> not incident: 0.
-    assert {tuple(x): int(y) for x, y in zip(e.tolist(), a.tolist())} == {(0, 1): 0, (1, 2): 0}
+    assert {tuple(x): int(y) for x, y in zip(e.tolist(), a.tolist(), strict=True)} == {
+        (0, 1): 0,
+        (1, 2): 0,
+    }
     same_e, same_a = walk_edges(
         torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), 3, e, a
     )

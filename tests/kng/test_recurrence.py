@@ -1,4 +1,5 @@
-"""Recurrence: out-of-radius patches are learned only in node bands that many recent images visit."""
+"""Recurrence: out-of-radius patches are learned only in node bands that many recent images
+visit."""
 
 import pytest
 import torch

@@ -6,7 +6,10 @@ from skimage.measure import label
 
 from foads.metrics import pro_score
 
-_trapezoid = getattr(np, "trapezoid", None) or np.trapz
+try:
+    from numpy import trapezoid as _trapezoid
+except ImportError:  # numpy < 2.0, whose trapz the installed numpy 2's stubs no longer have
+    from numpy import trapz as _trapezoid  # type: ignore[attr-defined,no-redef]
 
 
 def _reference_pro(maps, masks, max_fpr=0.3):

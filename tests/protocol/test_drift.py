@@ -100,7 +100,7 @@ def test_a_geometric_drift_moves_the_mask_with_the_defect():
 
 
 def test_bad_drift_settings_are_named():
-    with pytest.raises(ValueError, match="protocol.drift.name.*fog"):
+    with pytest.raises(ValueError, match=r"protocol\.drift\.name.*fog"):
         Drift("fog")
     with pytest.raises(ValueError, match="strength"):
         Drift("colour", strength=-1)

@@ -40,7 +40,7 @@ def _assert_same(value, other, path="checkpoint"):
                 _assert_same(value[key], other[key], f"{path}.{key}")
     elif isinstance(value, (list, tuple)):
         assert len(value) == len(other), path
-        for i, (a, b) in enumerate(zip(value, other)):
+        for i, (a, b) in enumerate(zip(value, other, strict=True)):
             _assert_same(a, b, f"{path}[{i}]")
     elif isinstance(value, torch.Tensor):
         assert value.dtype == other.dtype and value.shape == other.shape, path

@@ -101,14 +101,14 @@ def stream(tmp_path):
     labels = [0, 1] * 7
     values = [int(rng.integers(0, 120)) + 100 * lab for lab in labels]
     values[3] = values[2]  # a tie
-    return write_images(tmp_path, list(zip(values, labels)))
+    return write_images(tmp_path, list(zip(values, labels, strict=True)))
 
 
 def test_every_batch_is_scored_before_it_is_learned_from(tmp_path, stream):
     method, _ = run_protocol(tmp_path, stream, "online")
     calls = [c for c in method.calls if c[0] in ("score", "update")]
     assert [c[0] for c in calls] == ["score", "update"] * 5
-    for scored, updated in zip(calls[::2], calls[1::2]):
+    for scored, updated in zip(calls[::2], calls[1::2], strict=True):
         assert len(scored[1]) == updated[1]
     assert method.calls[:2] == [("collect", 2), ("fit",)]
 
@@ -158,15 +158,15 @@ def test_oracle_split_learns_the_good_images_below_or_above_the_running_median(t
     assert easy == expected_easy
     assert 0 < sum(easy) < sum(s.label == 0 for s in stream)
     # together the two parts are exactly the full oracle's images, each once
-    assert [e + h for e, h in zip(easy, hard)] == [int(s.label == 0) for s in stream]
+    assert [e + h for e, h in zip(easy, hard, strict=True)] == [int(s.label == 0) for s in stream]
     assert runs["hard"][1].summary["oracle_images"] == "hard"
     assert runs["hard"][1].summary["uses_labels"] is True
 
 
 def test_oracle_split_rejects_unknown_values(stream):
-    with pytest.raises(ValueError, match="oracle_images.*'medium'"):
+    with pytest.raises(ValueError, match=r"oracle_images.*'medium'"):
         StreamingEvaluator(stream, None, mode="oracle", oracle_images="medium")
-    with pytest.raises(ValueError, match="oracle_window.*0"):
+    with pytest.raises(ValueError, match=r"oracle_window.*0"):
         StreamingEvaluator(stream, None, mode="oracle", oracle_window=0)
 
 

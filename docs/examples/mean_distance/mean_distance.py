@@ -9,6 +9,7 @@ import torch
 
 from foads.baselines.image_gated import ImageGatedMethod
 from foads.components.state import GrowingState
+from foads.features.backbones import FeatureBackbone
 from foads.features.extractor import PatchEmbedder
 
 
@@ -49,7 +50,7 @@ class MeanDistanceModule(ImageGatedMethod):
 
     def __init__(
         self,
-        backbone: torch.nn.Module,
+        backbone: FeatureBackbone,
         feature_dim: int = 100,
         sigma: float = 4.0,
         seed: int = 0,

@@ -42,17 +42,25 @@ def check_gate_options(
 ) -> None:
     """Refuse an unknown rule or an out-of-range option, naming the key."""
     if image_gate not in IMAGE_GATES:
-        raise ValueError(f"method.acceptance.image_gate must be one of {IMAGE_GATES}, got {image_gate!r}")
+        raise ValueError(
+            f"method.acceptance.image_gate must be one of {IMAGE_GATES}, got {image_gate!r}"
+        )
     if patch_gate not in patch_gates:
-        raise ValueError(f"method.acceptance.patch_gate must be one of {patch_gates}, got {patch_gate!r}")
+        raise ValueError(
+            f"method.acceptance.patch_gate must be one of {patch_gates}, got {patch_gate!r}"
+        )
     if not 0.0 <= gate_quantile <= 1.0:
         raise ValueError(f"method.acceptance.gate_quantile must lie in [0, 1], got {gate_quantile}")
     if gate_margin <= 0:
         raise ValueError(f"method.acceptance.gate_margin must be positive, got {gate_margin}")
     if gate_window < 1:
-        raise ValueError(f"method.acceptance.gate_window must be at least 1 image, got {gate_window}")
+        raise ValueError(
+            f"method.acceptance.gate_window must be at least 1 image, got {gate_window}"
+        )
     if reject_dilation < 0:
-        raise ValueError(f"method.acceptance.reject_dilation must be >= 0 patches, got {reject_dilation}")
+        raise ValueError(
+            f"method.acceptance.reject_dilation must be >= 0 patches, got {reject_dilation}"
+        )
 
 
 def gate_threshold(held_out_scores: torch.Tensor, quantile: float = 1.0) -> float:
@@ -160,6 +168,8 @@ class Acceptance(nn.Module):
 
     `threshold` (a buffer): the image gate as it stands, fixed from the shots for `shots`,
     after the last batch for `stream`, inf without a gate."""
+
+    threshold: torch.Tensor
 
     def __init__(
         self,

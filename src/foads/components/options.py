@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 ACCEPTANCE_KEYS = (
     "image_gate",
@@ -76,7 +81,7 @@ def renamed_overrides(overrides: list[str]) -> list[str]:
     return keys
 
 
-def options_of(kind: type, given: Any, group: str):
+def options_of(kind: type[T], given: Any, group: str) -> T:
     """`given` (None, a mapping from the config, or already a `kind`) as a `kind`; an unknown
     key is named with its group (`method.covariance.shrinkge`)."""
     if given is None:
@@ -104,7 +109,9 @@ class Covariance:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.shrinkage <= 1.0:
-            raise ValueError(f"method.covariance.shrinkage must lie in [0, 1], got {self.shrinkage}")
+            raise ValueError(
+                f"method.covariance.shrinkage must lie in [0, 1], got {self.shrinkage}"
+            )
         if self.prior < 0:
             raise ValueError(f"method.covariance.prior must be >= 0, got {self.prior}")
         if self.eps < 0:

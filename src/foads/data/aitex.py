@@ -139,6 +139,7 @@ class AITEX(DatasetReader):
         mask = load_sample_mask(Sample(path, 1, mask_path))
         tiles = []
         for tile in self._tiles(path):
+            assert tile.region is not None  # every tile has its region
             left, top, right, bottom = tile.region
             if mask[top:bottom, left:right].any():
                 tiles.append(Sample(path, 1, mask_path, f"code_{code}", tile.region))

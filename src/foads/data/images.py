@@ -132,7 +132,8 @@ def load_sample_image(sample: Sample) -> Image.Image:
     if sample.region is None:
         return img
     check_region(sample.region, img.size, sample.path)
-    return img.crop(tuple(sample.region))
+    left, top, right, bottom = sample.region
+    return img.crop((left, top, right, bottom))
 
 
 def _region_size(region) -> tuple[int, int]:

@@ -13,7 +13,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageTransform:
-    """Resize to a square, centre-crop and ImageNet-normalise images; the same geometry for masks."""
+    """Resize to a square, centre-crop and ImageNet-normalise images; the same geometry for
+    masks."""
 
     def __init__(self, resize: int = 256, crop: int = 224) -> None:
         if int(resize) <= 0 or int(crop) <= 0:

@@ -29,10 +29,15 @@ import functools
 import os
 import socket
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # imported where used: both are slow to import
+    from timm.models.efficientnet import EfficientNet
+    from torchvision.models import ResNet
 
 STRIDES = (4, 8, 16)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,6 +54,9 @@ class BackboneWeightsError(RuntimeError):
 
 class InputAffine(nn.Module):
     """Maps ImageNet-normalised input to the normalisation a set of weights was trained on."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
 
     def __init__(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
         super().__init__()
@@ -134,7 +142,7 @@ class FeatureBackbone(nn.Module):
 class _EfficientNetTrunk(nn.Module):
     """Stem and the first blocks of a timm EfficientNet, returning the chosen blocks' outputs."""
 
-    def __init__(self, model: nn.Module, block_indices: tuple[int, ...]) -> None:
+    def __init__(self, model: EfficientNet, block_indices: tuple[int, ...]) -> None:
         super().__init__()
         self.conv_stem = model.conv_stem
         self.bn1 = model.bn1
@@ -215,7 +223,7 @@ def _load_torchvision_state_dict(name: str) -> dict[str, torch.Tensor]:
         ) from exc
 
 
-def _torchvision_classifier(name: str, pretrained: bool) -> nn.Module:
+def _torchvision_classifier(name: str, pretrained: bool) -> ResNet:
     import torchvision
 
     # Weights first: a missing file should fail before the (slow) random initialisation.
@@ -279,7 +287,7 @@ def _map_by_order(
             f"{what}: {len(source)} tensors in the file, {len(target)} in the model"
         )
     mapped = {}
-    for (src_key, src), (dst_key, dst) in zip(source.items(), target.items()):
+    for (src_key, src), (dst_key, dst) in zip(source.items(), target.items(), strict=True):
         if src.shape != dst.shape:
             raise BackboneWeightsError(
                 f"{what}: {src_key} {tuple(src.shape)} does not fit {dst_key} {tuple(dst.shape)}"
@@ -288,11 +296,13 @@ def _map_by_order(
     return mapped
 
 
-def _efficientnet_lite0_classifier(pretrained: bool) -> nn.Module:
+def _efficientnet_lite0_classifier(pretrained: bool) -> EfficientNet:
     import timm
+    from timm.models.efficientnet import EfficientNet
 
     # TF-converted weights: TF "same" padding and TF's BN eps (see the module docstring).
     model = timm.create_model("efficientnet_lite0", pretrained=False, pad_type="same", bn_eps=1e-3)
+    assert isinstance(model, EfficientNet)  # create_model is typed as returning any nn.Module
     if pretrained:
         path = efficientnet_lite0_weights_path()
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -300,7 +310,7 @@ def _efficientnet_lite0_classifier(pretrained: bool) -> nn.Module:
     return model
 
 
-def _efficientnet_block_indices(model: nn.Module) -> tuple[int, ...]:
+def _efficientnet_block_indices(model: EfficientNet) -> tuple[int, ...]:
     """The blocks whose outputs are the stride 4, 8 and 16 maps."""
     info = {f["reduction"]: f for f in model.feature_info}
     # feature_info names the last block at each stride, e.g. "blocks.4" for stride 16.
@@ -356,6 +366,7 @@ def build_classifier(name: str = "efficientnet_lite0", pretrained: bool = True) 
     Returns logits over the 1000 ImageNet classes; used to check that weights really loaded.
     """
     _check_name(name)
+    model: nn.Module
     if name == "efficientnet_lite0":
         model = nn.Sequential(_imagenet_to_tf_lite(), _efficientnet_lite0_classifier(pretrained))
     else:

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from foads.data.sample import Sample
+from foads.features.backbones import FeatureBackbone
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class FeatureCache:
 @torch.no_grad()
 def build_cache(
     samples: Sequence[Sample],
-    backbone: nn.Module,
+    backbone: FeatureBackbone,
     loader: Callable[[Sequence[Sample]], DataLoader],
     ground_truth: Callable[[Sample], torch.Tensor],
     dtype: str = "float32",
@@ -154,7 +155,7 @@ class CachedBackbone(nn.Module):
     whose rows the input tensors carry. It keeps the real backbone (never called) so that
     channel counts, name and parameter count are the real ones."""
 
-    def __init__(self, backbone: nn.Module, cache: FeatureCache) -> None:
+    def __init__(self, backbone: FeatureBackbone, cache: FeatureCache) -> None:
         super().__init__()
         self.real = backbone
         self.caches = [cache]  # more are added for drifted streams (`add`)

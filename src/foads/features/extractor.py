@@ -42,6 +42,8 @@ class PatchEmbedder(nn.Module):
     PaDiM's released ``embedding_concat`` does with unfold/fold).
     """
 
+    channel_index: torch.Tensor
+
     def __init__(
         self,
         backbone: FeatureBackbone,
@@ -83,7 +85,8 @@ class PatchEmbedder(nn.Module):
             return height // 4, width // 4
         if isinstance(self.feature_size, int):
             return self.feature_size, self.feature_size
-        return tuple(self.feature_size)
+        height, width = self.feature_size
+        return height, width
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

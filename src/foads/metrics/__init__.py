@@ -31,7 +31,9 @@ METRICS: dict[str, Metric] = {
         # Decisions at the threshold fixed from the shots (protocol/calibration.py).
         Metric("fpr_at_shots", "FPR@shots", "FPR at shots' threshold %"),
         Metric("recall_at_shots", "recall@shots", "recall at shots' threshold %"),
-        Metric("last_half_fpr_at_shots", "last-half FPR@shots", "last-half FPR at shots' threshold %"),
+        Metric(
+            "last_half_fpr_at_shots", "last-half FPR@shots", "last-half FPR at shots' threshold %"
+        ),
     )
 }
 # The paper's three figures of every session (Tables 3-8, Figure 6).

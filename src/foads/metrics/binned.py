@@ -41,6 +41,9 @@ class PixelCurve:
     """Accumulates maps and masks batch by batch; gives pixel AUROC and PRO of all of them."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self.negatives = np.zeros(NUM_BINS, np.int64)
         self.positives = np.zeros(NUM_BINS, np.int64)
         self.region_weight = np.zeros(NUM_BINS, np.float64)
@@ -48,22 +51,22 @@ class PixelCurve:
 
     def add(self, maps: ArrayLike, masks: ArrayLike) -> None:
         """Add (N, H, W) maps and their (N, H, W) ground truth."""
-        maps = np.asarray(maps)
-        masks = np.asarray(masks).astype(bool, copy=False)
-        if maps.shape != masks.shape:
-            raise ValueError(f"maps {maps.shape} and masks {masks.shape} differ in shape")
-        maps = maps.reshape((-1,) + maps.shape[-2:])
-        masks = masks.reshape(maps.shape)
-        bins = score_bins(maps)
-        self.negatives += np.bincount(bins[~masks], minlength=NUM_BINS)
-        if not masks.any():
+        scores = np.asarray(maps)
+        truth = np.asarray(masks).astype(bool, copy=False)
+        if scores.shape != truth.shape:
+            raise ValueError(f"maps {scores.shape} and masks {truth.shape} differ in shape")
+        scores = scores.reshape((-1, *scores.shape[-2:]))
+        truth = truth.reshape(scores.shape)
+        bins = score_bins(scores)
+        self.negatives += np.bincount(bins[~truth], minlength=NUM_BINS)
+        if not truth.any():
             return
-        components, count = ndimage.label(masks, structure=_STRUCTURE_8_CONNECTED)
+        components, count = ndimage.label(truth, structure=_STRUCTURE_8_CONNECTED)
         sizes = np.bincount(components.ravel())
-        inside = components[masks]
-        self.positives += np.bincount(bins[masks], minlength=NUM_BINS)
+        inside = components[truth]
+        self.positives += np.bincount(bins[truth], minlength=NUM_BINS)
         self.region_weight += np.bincount(
-            bins[masks], weights=1.0 / sizes[inside], minlength=NUM_BINS
+            bins[truth], weights=1.0 / sizes[inside], minlength=NUM_BINS
         )
         self.regions += int(count)
 
@@ -103,7 +106,7 @@ class PixelCurve:
         }
 
     def load_state(self, state: dict) -> None:
-        self.__init__()
+        self._reset()
         used = np.asarray(state["bins"], dtype=np.int64)
         self.negatives[used] = np.asarray(state["negatives"])
         self.positives[used] = np.asarray(state["positives"])

@@ -25,7 +25,7 @@ def pro_curve(anomaly_maps: ArrayLike, masks: ArrayLike) -> tuple[np.ndarray, np
         raise ValueError(f"anomaly_maps {maps.shape} and masks {masks.shape} differ in shape")
     if maps.ndim not in (2, 3):
         raise ValueError(f"expected (N, H, W) or (H, W) arrays, got shape {maps.shape}")
-    maps = maps.reshape((-1,) + maps.shape[-2:])
+    maps = maps.reshape((-1, *maps.shape[-2:]))
     masks = masks.reshape(maps.shape).astype(bool, copy=False)
     if np.issubdtype(maps.dtype, np.floating) and np.isnan(maps).any():
         raise ValueError("anomaly_maps contain NaN")

@@ -84,7 +84,7 @@ def _load(source, path: Path):
     """torch.load with weights_only=True: plain data only, never code."""
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (truncated, corrupted, or more than plain data)
+    except Exception as err:  # truncated, corrupted, or more than plain data
         text = str(err).strip()
         first = text.splitlines()[0] if text else type(err).__name__
         raise ValueError(

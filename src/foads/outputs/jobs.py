@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,22 +51,28 @@ class Setting:
         return [j for j in self.jobs if j.status == "ok"]
 
     @property
+    def summaries(self) -> list[dict]:
+        """The finished jobs' summaries, in the same order."""
+        return [j.summary for j in self.jobs if j.summary is not None]
+
+    @property
     def unfinished(self) -> list[Job]:
         return [j for j in self.jobs if j.status != "ok"]
 
 
-def parse_overrides(lines: list[str], search_path: list[str] = ()) -> dict[str, list[str]]:
+def parse_overrides(lines: list[str], search_path: Sequence[str] = ()) -> dict[str, list[str]]:
     """Override strings -> {key: [values]} (a sweep such as `a=1,2`, `range(3)` or a config
     group's `glob(*)` expanded; a glob over the group's configs in foads and `search_path`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import Glob
 
     parsed = OverridesParser.create().parse_overrides(list(lines))
-    out = {}
+    out: dict[str, list[str]] = {}
     for o in parsed:
-        if isinstance(o.value(), Glob):
+        value = o.value()
+        if isinstance(value, Glob):
             key = o.get_key_element()
-            out[key] = o.value().filter(list(options(key, search_path)))
+            out[key] = value.filter(list(options(key, search_path)))
         elif o.is_sweep_override():
             out[o.get_key_element()] = [str(v) for v in o.sweep_string_iterator()]
         else:
@@ -97,7 +104,10 @@ def expected_grid(root: Path) -> tuple[list[str], list[dict[str, str]]]:
     folders = [s["path"] for s in sources if s.get("schema") == "file"]
     values = parse_overrides(lines, folders + list(hydra.get("searchpath") or []))
     swept = [k for k, v in values.items() if len(v) > 1]
-    grid = [dict(zip(swept, combo)) for combo in itertools.product(*(values[k] for k in swept))]
+    grid = [
+        dict(zip(swept, combo, strict=True))
+        for combo in itertools.product(*(values[k] for k in swept))
+    ]
     return swept, grid
 
 
@@ -144,9 +154,11 @@ def find_jobs(root: Path) -> tuple[list[str], list[Job]]:
     if not grid:  # separate runs or several multiruns under root: tell them apart by the
         # overrides that differ among them and what their summaries say, else by folder
         # (`sweep` only names a sweep config; what it sets shows in the other keys)
-        keys = ["method", "mode"] + sorted(
-            {k for j in jobs for k in j.overrides} - {"method", "mode", "sweep"}
-        )
+        keys = [
+            "method",
+            "mode",
+            *sorted({k for j in jobs for k in j.overrides} - {"method", "mode", "sweep"}),
+        ]
         swept = [k for k in keys if len({_value(j, k) for j in jobs}) > 1]
         if len({tuple(_value(j, k) for k in swept) for j in jobs}) < len(jobs):
             swept.append("run")

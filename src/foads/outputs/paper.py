@@ -89,7 +89,11 @@ def load_paper(path: Path | None = None) -> list[PaperRow]:
     else:
         text = Path(path).read_text("utf-8")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    return [PaperRow(**{**r, "value": float(r["value"])}) for r in csv.DictReader(lines)]
+    rows = []
+    for r in csv.DictReader(lines):
+        text_fields = {k: v for k, v in r.items() if k != "value"}
+        rows.append(PaperRow(**text_fields, value=float(r["value"])))
+    return rows
 
 
 # ---------------------------------------------------------------- measured settings
@@ -135,8 +139,8 @@ class Measured:
     def categories(self) -> set[str]:
         return {
             c
-            for j in self.setting.finished
-            for c, part in j.summary.get("categories", {}).items()
+            for summary in self.setting.summaries
+            for c, part in summary.get("categories", {}).items()
             if "error" not in part
         }
 
@@ -146,7 +150,7 @@ def measured_settings(settings: list[Setting]) -> list[Measured]:
     for s in settings:
         if not s.finished:
             continue
-        summary = s.finished[0].summary
+        summary = s.summaries[0]
         out.append(
             Measured(
                 s,
@@ -205,8 +209,8 @@ def _diff(measured: float, paper: float, unit: str) -> str:
 def _measure(row: PaperRow, m: Measured) -> tuple[float, str] | None:
     """(mean in the paper's unit, 'mean ± std' text) of m for row, None without a value."""
     if row.unit == "bool":
-        grew = [j.summary.get("mean", j.summary).get(row.metric) for j in m.setting.finished]
-        grew = [bool(g) for g in grew if g is not None]
+        found = [s.get("mean", s).get(row.metric) for s in m.setting.summaries]
+        grew = [bool(g) for g in found if g is not None]
         return (float(any(grew)), _fmt(any(grew), "bool")) if grew else None
     vals = values(m.setting, row.metric, None if row.category == "mean" else row.category)
     if not vals:
@@ -259,7 +263,7 @@ def _row_lines(row: PaperRow, measured: list[Measured], swept: list[str]):
                 [row.row, row.column, paper, measured_text, diff, label, _note(row, on, off)]
             )
             compared += [on, off]
-        modes = ("online", "offline")
+        modes: tuple[str, ...] = ("online", "offline")
     else:
         for m in measured:
             if _matches(row, m, swept, row.mode) is not True:

@@ -21,7 +21,8 @@ def session_curves(per_category: dict[str, list[dict]], path: Path, title: str =
     cols = min(3, len(names))
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    # The grid may have more panels than categories (switched off below).
+    for ax, name in zip(axes.flat, names, strict=False):
         sessions = per_category[name]
         x = [s["session"] + 1 for s in sessions]
         for key, label in CURVES:
@@ -68,7 +69,7 @@ def overlay_grid(
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
-    for ax, title in zip(axes[0], ("image", "ground truth", "anomaly map")):
+    for ax, title in zip(axes[0], ("image", "ground truth", "anomaly map"), strict=True):
         ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -28,6 +28,8 @@ def _save(fig, path: Path, dpi: int = 100) -> Path:
 
 def _category_dir(job: Job, category: str) -> Path:
     """Where a job keeps a category's files (the job's own folder for a single category)."""
+    if job.dir is None or job.summary is None:
+        raise ValueError(f"job {job.overrides} has no finished run")
     return job.dir / category if len(job.summary["categories"]) > 1 else job.dir
 
 
@@ -67,7 +69,7 @@ def scenario(setting: Setting) -> str:
     """The drift scenario of a setting: swept, or as its jobs' summaries record it."""
     name = setting.values.get("protocol.drift.name")
     if name is None and setting.finished:
-        name = setting.finished[0].summary.get("drift")
+        name = setting.summaries[0].get("drift")
     return name or "none"
 
 
@@ -101,7 +103,7 @@ def drift_curves(settings: list[Setting], out_dir: Path) -> list[Path]:
                         continue
                     x = _mean_series(s, cat, "first_position")[: y.size]
                     level = _mean_series(s, cat, "drift_level")[: y.size]
-                    mode = s.values.get("mode") or s.finished[0].summary.get("mode")
+                    mode = s.values.get("mode") or s.summaries[0].get("mode")
                     ax.plot(x, y, marker="o", markersize=2, label=mode)
                 _shade_drift(ax, x, level)
                 ax.set_ylabel(label, fontsize=8)
@@ -124,7 +126,8 @@ def session_curves_by_setting(settings: list[Setting], out_dir: Path) -> list[Pa
         cols = min(5, len(cats))
         rows = -(-len(cats) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
-        for ax, cat in zip(axes.flat, cats):
+        # The grid may have more panels than categories (switched off below).
+        for ax, cat in zip(axes.flat, cats, strict=False):
             for s in settings:
                 y = _mean_series(s, cat, key) * 100
                 if y.size:

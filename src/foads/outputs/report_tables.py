@@ -27,8 +27,9 @@ def job_value(job: Job, key: str, category: str | None = None) -> float | None:
     """A finished job's value of `key`: its mean over categories, or one category's."""
     if job.summary is None:
         return None
-    part = job.summary.get("mean", job.summary) if category is None else None
-    if category is not None:
+    if category is None:
+        part = job.summary.get("mean", job.summary)
+    else:
         part = job.summary.get("categories", {}).get(category)
         if part is None or "error" in part:
             return None
@@ -51,7 +52,7 @@ def cell(setting: Setting, key: str, category: str | None = None, scale: float =
     if not setting.finished:
         return "missing" if all(j.status == "missing" for j in setting.jobs) else "failed"
     if category is not None:
-        parts = [j.summary.get("categories", {}).get(category) for j in setting.finished]
+        parts = [summary.get("categories", {}).get(category) for summary in setting.summaries]
         if any(p is not None and "error" in p for p in parts):
             return "failed"
         if all(p is None for p in parts):
@@ -65,7 +66,7 @@ def mean_of(setting: Setting, key: str) -> float | None:
 
 
 def categories(settings: list[Setting]) -> list[str]:
-    return sorted({c for s in settings for j in s.finished for c in j.summary["categories"]})
+    return sorted({c for s in settings for summary in s.summaries for c in summary["categories"]})
 
 
 def comparison_rows(settings: list[Setting]) -> list[list[str]]:
@@ -88,7 +89,7 @@ def ablation_rows(settings: list[Setting], key: str) -> list[list[str]]:
     labels = [s.values.get(key, s.label) for s in settings]
     if key == "protocol.shots":
         rows = [["Size", "Image-level", "Pixel-level", "PRO"]]
-        for label, s in zip(labels, settings):
+        for label, s in zip(labels, settings, strict=True):
             rows.append([f"{label}-shot"] + [cell(s, k) for _, k in SESSION_COLUMNS])
         return rows
     rows = [[short_key(key), *labels]]
@@ -106,7 +107,7 @@ def _arm(setting: Setting) -> str:
     return (
         (setting.values.get("variant") if setting.values.get("variant") != "?" else None)
         or setting.values.get("mode")
-        or setting.finished[0].summary.get("mode")
+        or setting.summaries[0].get("mode", "?")
     )
 
 
@@ -114,12 +115,12 @@ def _by_method_mode(settings: list[Setting]) -> dict[tuple[str, str], Setting]:
     """{(row, arm): setting}. A row is a method config (kng, kng_paper, else the summary's
     method) with any other swept option it ran with ('padim covariance_shrinkage=0.5'), so
     that settings of one method and arm that differ otherwise are never merged."""
-    out = {}
+    out: dict[tuple[str, str], Setting] = {}
     for s in settings:
-        jobs = s.finished
-        if not jobs:
+        summaries = s.summaries
+        if not summaries:
             continue
-        method = s.values.get("method") or jobs[0].summary.get("method")
+        method = s.values.get("method") or summaries[0].get("method", "?")
         out.setdefault((" ".join([method, *other_options(s.values)]), _arm(s)), s)
     return out
 
@@ -194,7 +195,7 @@ def table7_rows(settings: list[Setting]) -> list[list[str]]:
         if not (on and off):
             continue
         params = mean_of(off, "initial_parameters")
-        grew = any(bool(j.summary.get("mean", {}).get("state_grew")) for j in on.finished)
+        grew = any(bool(summary.get("mean", {}).get("state_grew")) for summary in on.summaries)
         growth = (mean_of(on, "model_state_bytes") or 0) - (
             mean_of(on, "model_state_bytes_start") or 0
         )
@@ -265,11 +266,12 @@ def oracle_share(settings: list[Setting]) -> list[str]:
             m: by_values.get(tuple(sorted({**s.values, "mode": m}.items())))
             for m in ("offline", "oracle")
         }
-        if not all(twin.values()):
+        offline, oracle = twin["offline"], twin["oracle"]
+        if offline is None or oracle is None:
             continue
         for name, key in (("Image", "image_auroc"), ("stream Image", "stream_image_auroc")):
-            on, off, orc = (mean_of(x, key) for x in (s, twin["offline"], twin["oracle"]))
-            if None in (on, off, orc):
+            on, off, orc = (mean_of(x, key) for x in (s, offline, oracle))
+            if on is None or off is None or orc is None:
                 continue
             gain = orc - off
             share = (

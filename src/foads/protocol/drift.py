@@ -125,7 +125,7 @@ class Drift:
         x = x * torch.tensor([1.0 - 0.12 * a, 1.0, 1.0 + 0.12 * a]).view(3, 1, 1)
         return x + 0.05 * a * self._grain(x.shape[-2:]).to(x)
 
-    def _grain(self, size: tuple[int, int]) -> torch.Tensor:
+    def _grain(self, size: tuple[int, ...]) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self._texture_seed)
         noise = torch.randn(1, *size, generator=generator)
         grain = _gaussian_blur(noise, 1.0)
@@ -145,7 +145,7 @@ class Drift:
             ],
             dtype=x.dtype,
         )[None]
-        grid = F.affine_grid(theta, (1, *x.shape), align_corners=False)
+        grid = F.affine_grid(theta, [1, *x.shape], align_corners=False)
         return F.grid_sample(
             x[None], grid, mode=mode, padding_mode="reflection", align_corners=False
         )[0]

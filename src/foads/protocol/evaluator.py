@@ -148,7 +148,7 @@ class StreamingEvaluator(L.Callback):
         self.summary: dict = {}
 
     # ------------------------------------------------------------------ hooks
-    def on_test_start(self, trainer: L.Trainer, pl_module: StreamingMethod) -> None:
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._resumed:
             self.reset()
         self._resumed = False
@@ -175,7 +175,9 @@ class StreamingEvaluator(L.Callback):
         _synchronize(pl_module.device)
         self._t0 = time.perf_counter()
 
-    def on_test_batch_end(
+    # Lightning types a step's output as Tensor | Mapping | None, but passes on whatever
+    # test_step returns: here a StreamingMethod's Scored.
+    def on_test_batch_end(  # type: ignore[override]
         self,
         trainer: L.Trainer,
         pl_module: StreamingMethod,
@@ -270,7 +272,7 @@ class StreamingEvaluator(L.Callback):
         easy = torch.from_numpy(image_scores <= np.median(window))
         return learn & (easy if self.oracle_images == "easy" else ~easy)
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: StreamingMethod) -> None:
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if len(self.positions) > self._session_start:
             self._close_session(trainer)
         self.summary = self._stream_summary()
@@ -281,8 +283,9 @@ class StreamingEvaluator(L.Callback):
         self._session_start = hi
         labels = np.array(self.labels[lo:hi])
         scores = np.array(self.image_scores[lo:hi])
+        session = len(self.sessions)
         row = {
-            "session": len(self.sessions),
+            "session": session,
             "first_position": self.positions[lo],
             "images": hi - lo,
             "anomalies": int(labels.sum()),
@@ -299,7 +302,7 @@ class StreamingEvaluator(L.Callback):
                 csv.writer(f).writerow([_fmt(row[k]) for k in SESSION_FIELDS])
         metrics = {f"session/{k}": float(v) for k, v in row.items() if k != "session"}
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=row["session"])
+            logger.log_metrics(metrics, step=session)
 
     def _pixel_metrics(self, lo: int, hi: int) -> dict:
         """Exact pixel AUROC and PRO of the session in progress (its maps are then let go)."""
@@ -307,13 +310,16 @@ class StreamingEvaluator(L.Callback):
         self.session_maps, self.session_masks = [], []
         if not self.has_masks or not maps:
             return {"pixel_auroc": float("nan"), "pro": float("nan")}
-        maps, masks = np.stack(maps), np.stack(masks)
-        return {"pixel_auroc": auroc(maps, masks), "pro": pro_score(maps, masks)}
+        stacked_maps, stacked_masks = np.stack(maps), np.stack(masks)
+        return {
+            "pixel_auroc": auroc(stacked_maps, stacked_masks),
+            "pro": pro_score(stacked_maps, stacked_masks),
+        }
 
     def _patch_fractions(self, lo: int, hi: int) -> dict:
         stats = np.array(self.patch_stats[lo:hi], dtype=np.int64).reshape(-1, 4)
-        stats = stats[stats[:, 0] >= 0].sum(0) if len(stats) else np.zeros(4, np.int64)
-        accepted, total, anomalous, absorbed = stats.tolist()
+        sums = stats[stats[:, 0] >= 0].sum(0) if len(stats) else np.zeros(4, np.int64)
+        accepted, total, anomalous, absorbed = (int(v) for v in sums)
         if self.mode == "offline" or total == 0:
             return {"accepted_fraction": float("nan"), "absorbed_anomalous_fraction": float("nan")}
         return {

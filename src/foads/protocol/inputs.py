@@ -18,6 +18,7 @@ from foads.data.errors import ImageReadError
 from foads.data.images import load_sample_image, load_sample_mask
 from foads.data.sample import Sample
 from foads.data.transforms import ImageTransform
+from foads.features.backbones import FeatureBackbone
 from foads.features.cache import CachedBackbone, CachedImages, FeatureCache
 from foads.protocol.drift import Drift
 from foads.protocol.stream import ImageSequence, sequence_loader
@@ -75,10 +76,12 @@ class CachedInputs(FileInputs):
     """A replay's inputs: each image is its row in a `FeatureCache`, the backbone returns the
     cached maps of that row, and masks come from the cache (no file is read)."""
 
+    backbone: CachedBackbone
+
     def __init__(
         self,
         transform: ImageTransform,
-        backbone: nn.Module,
+        backbone: FeatureBackbone,
         cache: FeatureCache,
         drifted: DriftedCache | None = None,
     ):

@@ -37,6 +37,9 @@ class StreamingMethod(L.LightningModule):
 
     name = "method"
     uses_backbone = True  # False for methods that learn their own networks (DRAEM)
+    # The learned state, set by a subclass (any module; the default `state_bytes` and
+    # `state_elements` below ask it).
+    model: Any
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +65,9 @@ class StreamingMethod(L.LightningModule):
         raise NotImplementedError
 
     # ------------------------------------------------------------ stream
-    def test_step(self, batch: dict, batch_idx: int) -> Scored | None:
+    # Lightning types a step's output as Tensor | Mapping | None; it passes on any value, and
+    # the evaluator takes this Scored.
+    def test_step(self, batch: dict, batch_idx: int) -> Scored | None:  # type: ignore[override]
         if batch["image"].numel() == 0:
             return None
         return self.score(batch["image"])

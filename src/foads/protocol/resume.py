@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -63,12 +64,11 @@ class StopSignals:
         self.in_stream = False
         self._previous: dict = {}
 
-    def __enter__(self) -> StopSignals:  # noqa: PYI034
+    def __enter__(self) -> StopSignals:
         for name in self.SIGNALS:
-            try:
+            # ValueError: not the main thread (e.g. a launcher's worker): no handler.
+            with contextlib.suppress(ValueError):
                 self._previous[name] = signal.signal(getattr(signal, name), self._handle)
-            except ValueError:  # not the main thread (e.g. a launcher's worker): no handler
-                pass
         return self
 
     def __exit__(self, *exc) -> None:
@@ -162,6 +162,7 @@ class StreamCheckpoint(L.Callback):
 def run_settings(cfg: DictConfig, category: str, stream_length: int) -> dict:
     """Every setting that changes what a run computes, flattened ("method.num_nodes": 32)."""
     conf = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(conf, dict)  # a DictConfig's container
     chosen = {
         "mode": conf.get("mode"),
         "method": conf.get("method"),

@@ -68,7 +68,7 @@ def _check(name: str, value, kind: str, low, high, nullable: bool) -> None:
         raise ValueError(f"{name} must be set, got null")
     is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     is_number = is_int or (isinstance(value, numbers.Real) and not isinstance(value, bool))
-    if kind == "int" and not is_int or kind == "number" and not is_number:
+    if (kind == "int" and not is_int) or (kind == "number" and not is_number):
         expected = ("an integer" if kind == "int" else "a number") + (" or null" * nullable)
         raise ValueError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
     if (low is not None and value < low) or (high is not None and value > high):

@@ -21,6 +21,7 @@ from foads.components.acceptance import (
 )
 from foads.components.anomaly_map import smooth_anomaly_map
 from foads.components.options import Covariance, options_of, refuse_renamed
+from foads.features.backbones import FeatureBackbone
 from foads.features.extractor import PatchEmbedder
 from foads.methods.kng.options import Growth, KNGAcceptance
 from foads.methods.kng.recurrence import NodeRecurrence
@@ -47,10 +48,13 @@ class KNGModule(StreamingMethod):
     stream radius), `covariance` (Covariance) and `growth` (Growth)."""
 
     name = "kng"
+    # Buffers (registered in __init__): the image gate's and the patch gate's thresholds.
+    gate: torch.Tensor
+    patch_limit: torch.Tensor
 
     def __init__(
         self,
-        backbone: torch.nn.Module,
+        backbone: FeatureBackbone,
         num_nodes: int = 3136,
         epochs: int = 10,
         age_max: int = 25,
@@ -140,15 +144,16 @@ class KNGModule(StreamingMethod):
     @torch.no_grad()
     def collect(self, images: torch.Tensor) -> None:
         x, (_, h, w) = self._embed(images)
-        self.collect_embeddings(x, (h, w), tuple(images.shape[-2:]))
+        self.collect_embeddings(x, (h, w), (images.shape[-2], images.shape[-1]))
 
     def collect_embeddings(
         self, x: torch.Tensor, grid: tuple[int, int], image_size: tuple[int, int]
     ) -> None:
         """Keep one batch of shot embeddings (rows image by image, h*w rows per image)."""
         self._shot_embeddings.append(x)
-        self._shot_grid = tuple(grid)
-        self._image_size = tuple(image_size)
+        (grid_h, grid_w), (height, width) = grid, image_size
+        self._shot_grid = (grid_h, grid_w)
+        self._image_size = (height, width)
 
     @torch.no_grad()
     def fit_shots(self) -> None:
@@ -208,7 +213,7 @@ class KNGModule(StreamingMethod):
     @torch.no_grad()
     def score(self, images: torch.Tensor) -> Scored:
         x, (b, h, w) = self._embed(images)
-        return self.score_embeddings(x, (b, h, w), tuple(images.shape[-2:]))
+        return self.score_embeddings(x, (b, h, w), (images.shape[-2], images.shape[-1]))
 
     @torch.no_grad()
     def score_embeddings(
@@ -332,7 +337,10 @@ class KNGModule(StreamingMethod):
         return m.means.numel() + m.scatter.numel() + m.counts.numel() + m.thresholds.numel()
 
     def state_summary(self) -> dict:
-        out = {"num_nodes": self.model.current_nodes, "num_edges": int(self.model.edges.shape[0])}
+        out: dict[str, float] = {
+            "num_nodes": self.model.current_nodes,
+            "num_edges": int(self.model.edges.shape[0]),
+        }
         if self.image_gate is not None:
             out["gate_threshold"] = float(self.gate)
         if self.patch_gate == "shots":

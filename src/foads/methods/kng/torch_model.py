@@ -48,6 +48,21 @@ class NodeAssignment:
 class KNGModel(GrowingState):
     """The K-NG model: initial fit on shot embeddings, scoring, exact incremental updates."""
 
+    # Buffers (registered in __init__; they change shape as the model learns).
+    counts: torch.Tensor
+    means: torch.Tensor
+    scatter: torch.Tensor
+    thresholds: torch.Tensor
+    prior: torch.Tensor
+    centres: torch.Tensor
+    whiten: torch.Tensor
+    updates: torch.Tensor
+    last_win: torch.Tensor
+    grown: torch.Tensor
+    removed: torch.Tensor
+    edges: torch.Tensor
+    edge_ages: torch.Tensor
+
     def __init__(
         self,
         num_nodes: int = 3136,
@@ -242,7 +257,12 @@ class KNGModel(GrowingState):
             return accepted
         merge = accepted
         grow_rows = None
-        if self.grow_scale is not None and self.current_nodes < self.max_nodes:
+        # Growth settings always come with max_nodes (Growth checks it).
+        if (
+            self.grow_scale is not None
+            and self.max_nodes is not None
+            and self.current_nodes < self.max_nodes
+        ):
             merge, grow_rows = self._split_far(x, assignment, accepted)
         s1, s2 = assignment.s1[merge], assignment.s2[merge]
         k = self.current_nodes
@@ -270,6 +290,7 @@ class KNGModel(GrowingState):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Accepted embeddings farther than grow_scale node radii from their nearest node
         seed new nodes (when there are at least grow_min_count of them); the rest merge."""
+        assert self.grow_scale is not None  # only called when the graph may grow
         radius = node_thresholds(self.centres, self.edges, "median", 1.0)
         far = accepted & (assignment.distance > self.grow_scale * radius[assignment.s1])
         if int(far.sum()) < self.grow_min_count:
@@ -279,6 +300,7 @@ class KNGModel(GrowingState):
     def _add_nodes(self, x: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
         """k-means of the far embeddings into at most the free node slots; clusters of at
         least two become nodes with their exact statistics (the others are dropped)."""
+        assert self.max_nodes is not None  # only called when the graph may grow
         free = self.max_nodes - self.current_nodes
         k = min(free, x.shape[0] // self.grow_min_count)
         gen = torch.Generator().manual_seed(self.seed + 7919 * int(self.updates) + 1)
