@@ -1,6 +1,6 @@
 """K-NG wired into the protocol: patch embeddings in, anomaly maps out, updates in between.
 
-What the online update learns from is decided in two steps (README "Acceptance rules"):
+What the online update learns from is decided in two steps (docs/kng.md, "The online update"):
 an optional image-level gate (an image whose score exceeds a threshold taken from the shots
 alone teaches nothing), then the node radius rule (docs/kng.md) on the images let through.
 """
