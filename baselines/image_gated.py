@@ -9,6 +9,7 @@ same stream-relative image gate and patch gate K-NG has are available too (`gate
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -32,6 +33,11 @@ class ImageGatedMethod(StreamingMethod):
     `image_gate` (paper = shots | stream | null), `gate_quantile`, `gate_margin`,
     `gate_window`, `patch_gate` (null | image | batch), `patch_gate_k`,
     `patch_gate_quantile`, `reject_dilation`."""
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        super().check_options(options)
+        Acceptance.from_options(cls.name, PAPER_IMAGE_GATE, options.get("acceptance"))
 
     def __init__(self, sigma: float = 4.0, acceptance: Mapping | None = None, **renamed) -> None:
         super().__init__()

@@ -17,6 +17,9 @@ a rejected cell are left out of the fine-tuning loss.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +39,11 @@ CELL = 8  # pixels per side of a map cell: DRAEM's "patch" for the patch gate an
 class DRAEMModule(StreamingMethod):
     name = "draem"
     uses_backbone = False  # DRAEM learns its own networks from pixels
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        super().check_options(options)
+        Acceptance.from_options(cls.name, PAPER_IMAGE_GATE, options.get("acceptance"))
 
     def __init__(
         self,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
 from foads.baselines.image_gated import ImageGatedMethod
@@ -18,6 +21,12 @@ class PaDiMModule(ImageGatedMethod):
     fine cells it covers) or ``bilinear`` (this code's former choice, K-NG's)."""
 
     name = "padim"
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        super().check_options(options)
+        if options_of(Covariance, options.get("covariance"), "covariance").prior:
+            raise ValueError("PaDiM has no method.covariance.prior (only shrinkage and eps)")
 
     def __init__(
         self,

@@ -76,6 +76,9 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
     (`StreamInterrupted`); `ckpt_path` (a checkpoint.pt or a run directory) continues it.
     """
     check_settings(cfg)
+    method_options = OmegaConf.to_container(cfg.method, resolve=True)
+    assert isinstance(method_options, dict)
+    method_class(cfg).check_options(method_options)  # before any work, naming the key
     out_dir = Path(cfg.paths.output_dir)
     _claim_output_dir(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from typing import get_type_hints
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from foads.components.options import check_types
 
 IMAGE_GATES = (None, "paper", "shots", "stream")
 PATCH_GATES = (None, "shots", "image", "batch")
@@ -218,6 +221,7 @@ class Acceptance(nn.Module):
                 f"{owner} has no option {', '.join(f'method.acceptance.{k}' for k in unknown)}"
                 f" (it takes {', '.join(sorted(known - {'patch_gates'}))})"
             )
+        check_types(get_type_hints(cls.__init__), options, "method.acceptance.")
         return cls(paper_image_gate, **options)
 
     def calibrate(self, shot_scores: torch.Tensor) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import UnionType
+from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -88,14 +89,51 @@ def options_of(kind: type[T], given: Any, group: str) -> T:
         return kind()
     if isinstance(given, kind):
         return given
-    known = {f.name for f in fields(kind)}
+    known = {f.name for f in fields(kind)}  # type: ignore[arg-type]
     unknown = [k for k in given if k not in known]
     if unknown:
         raise TypeError(
             f"unknown option(s) {', '.join(f'method.{group}.{k}' for k in unknown)}; "
             f"{group} takes {', '.join(sorted(known))}"
         )
+    check_types(get_type_hints(kind), given, f"method.{group}.")
     return kind(**dict(given))
+
+
+_TYPE_NAMES = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+
+
+def check_types(hints: Mapping[str, Any], values: Mapping[str, Any], prefix: str) -> None:
+    """Refuse a value whose type is not its option's annotation (float | int | str | bool,
+    optionally `| None`), naming the key: `method.acceptance.gate_quantile must be a number,
+    got 'half' (str)`. Options annotated otherwise are not checked here."""
+    for key, value in values.items():
+        allowed = _simple_types(hints.get(key))
+        if allowed is None or any(_is(value, t) for t in allowed):
+            continue
+        names = " or ".join("null" if t is type(None) else _TYPE_NAMES[t] for t in allowed)
+        raise TypeError(f"{prefix}{key} must be {names}, got {value!r} ({type(value).__name__})")
+
+
+def _simple_types(hint: Any) -> tuple[type, ...] | None:
+    args = get_args(hint) if isinstance(hint, UnionType) or get_origin(hint) is Union else (hint,)
+    simple = (*_TYPE_NAMES, type(None))
+    return tuple(args) if args and all(a in simple for a in args) else None
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is float:  # an integer is a number; true/false is not
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def refuse_unknown(owner: str, takes: set[str], options: Mapping[str, Any]) -> None:
+    """Refuse the keys of a method's config that its constructor does not take (`_target_`
+    and other Hydra keys aside): a renamed flat key names its new key."""
+    extra = {k: v for k, v in options.items() if k not in takes and not k.startswith("_")}
+    refuse_renamed(owner, extra)
 
 
 @dataclass(frozen=True)

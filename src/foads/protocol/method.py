@@ -8,11 +8,15 @@ only ever receives images (and their stream positions), never labels or masks.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_type_hints
 
 import lightning as L
 import torch
+
+from foads.components.options import check_types, refuse_unknown
 
 
 @dataclass
@@ -40,6 +44,22 @@ class StreamingMethod(L.LightningModule):
     # The learned state, set by a subclass (any module; the default `state_bytes` and
     # `state_elements` below ask it).
     model: Any
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Refuse, before any work, options this method does not take or whose values it
+        refuses, naming the key (`options`: its config, as `method.*`). By default: the keys
+        of the constructor, with the types it annotates; methods with option groups check
+        those too."""
+        signature = inspect.signature(cls.__init__)
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        takes = {n for n, p in signature.parameters.items() if p.kind in kinds} - {"self"}
+        refuse_unknown(cls.name, takes, options)
+        try:
+            hints = get_type_hints(cls.__init__)
+        except (NameError, TypeError):  # an annotation only importable for type checkers
+            hints = {}
+        check_types(hints, {k: v for k, v in options.items() if k in takes}, "method.")
 
     def __init__(self) -> None:
         super().__init__()

@@ -8,6 +8,8 @@ alone teaches nothing), then the node radius rule (docs/kng.md) on the images le
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -51,6 +53,23 @@ class KNGModule(StreamingMethod):
     # Buffers (registered in __init__): the image gate's and the patch gate's thresholds.
     gate: torch.Tensor
     patch_limit: torch.Tensor
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """The constructor's keys and types, then each group's keys, types and ranges, and the
+        graph's size against its growth bound: everything before any work."""
+        super().check_options(options)
+        options_of(KNGAcceptance, options.get("acceptance"), "acceptance")
+        options_of(Covariance, options.get("covariance"), "covariance")
+        growth = options_of(Growth, options.get("growth"), "growth")
+        nodes = options.get("num_nodes", 3136)
+        if growth.max_nodes is not None and growth.max_nodes < nodes:
+            raise ValueError(
+                f"method.growth.max_nodes={growth.max_nodes} is below num_nodes={nodes}"
+            )
+        weight = options.get("position_weight", 0.0)
+        if weight < 0:
+            raise ValueError(f"method.position_weight must be >= 0, got {weight}")
 
     def __init__(
         self,
