@@ -78,7 +78,8 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
     check_settings(cfg)
     method_options = OmegaConf.to_container(cfg.method, resolve=True)
     assert isinstance(method_options, dict)
-    method_class(cfg).check_options(method_options)  # before any work, naming the key
+    # before any work, naming the key
+    method_class(cfg).check_options({str(k): v for k, v in method_options.items()})
     out_dir = Path(cfg.paths.output_dir)
     _claim_output_dir(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
