@@ -20,8 +20,9 @@ demo: install
 		hydra.sweep.dir=outputs/demo
 	$(BIN)/python -m foads.report outputs/demo
 
+# On every core (pytest-xdist), each worker with its share of the threads.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 # Speed and memory at the paper's sizes (prints figures; not a test).
 bench: install

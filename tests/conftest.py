@@ -1,13 +1,25 @@
 """Shared fixtures: Hydra configs composed into tmp_path, small synthetic data."""
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from foads.registry import CONF_DIR
+
+# Under pytest-xdist (`make test` runs `-n auto`) each worker takes its share of the cores:
+# torch processes that each spin every core's threads slow each other several-fold.
+# The runs a test starts in a subprocess take the same share: some tests compare them with an
+# in-process run bit for bit, and the thread count changes the order of float sums.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _threads = max(1, (os.cpu_count() or 1) // _workers)
+    torch.set_num_threads(_threads)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_threads)
 
 # Small sizes for the default suite: 112 px crops give a 28 x 28 embedding grid.
 SMALL = [

@@ -77,7 +77,21 @@ def test_every_sweep_composes_and_each_of_its_values_instantiates(name, backbone
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_and_instantiates(name, backbone):
     cfg = compose_with(f"experiment={name}")
-    instantiate_method(cfg, backbone)
+    method = instantiate_method(cfg, backbone)
+    assert type(method).__module__ + "." + type(method).__name__ == cfg.method._target_
+    # An experiment pins a setting: it differs from the root config somewhere, and the
+    # method built from it carries its options.
+    default = compose_with()
+    changed = [
+        k
+        for k in ("method", "dataset", "backbone", "protocol", "mode", "save_checkpoint")
+        if cfg.get(k) != default.get(k)
+    ]
+    assert changed, f"experiment={name} changes nothing"
+    if hasattr(method, "model") and hasattr(method.model, "num_nodes"):
+        assert method.model.num_nodes == cfg.method.num_nodes
+    if "train_steps" in cfg.method:
+        assert method.train_steps == cfg.method.train_steps
 
 
 # docs/extending.md's worked example: a method from a folder of its own, outside foads.

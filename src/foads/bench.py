@@ -133,7 +133,7 @@ def bench(device: str = "cpu", batches: int = 4, batch_size: int = 10) -> dict:
         m = make_model(rule)
         m.load_state_dict(model.state_dict())
         m.threshold_type = rule
-        m._refresh(torch.ones(m.current_nodes, dtype=torch.bool, device=dev))
+        m.refresh()
         accepted, total = 0, 0
 
         def online(x, m=m):

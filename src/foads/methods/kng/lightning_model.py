@@ -7,32 +7,21 @@ alone teaches nothing), then the node radius rule (docs/kng.md) on the images le
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from foads.components.acceptance import (
-    StreamGate,
-    accepted_images,
-    gate_threshold,
-    patch_limits,
-    rejected_patches,
-    resolve_image_gate,
-)
 from foads.components.anomaly_map import smooth_anomaly_map
 from foads.components.options import Covariance, options_of, refuse_renamed
 from foads.features.backbones import FeatureBackbone
 from foads.features.extractor import PatchEmbedder
+from foads.methods.kng.gates import KNGGates, held_out_scores
 from foads.methods.kng.options import Growth, KNGAcceptance
 from foads.methods.kng.recurrence import NodeRecurrence
 from foads.methods.kng.stream_radius import StreamRadius
 from foads.methods.kng.torch_model import KNGModel
 from foads.protocol.method import Scored, StreamingMethod, Updated
-
-# K-NG's published rule has no image gate (the node radius rule alone decides).
-PAPER_IMAGE_GATE = None
 
 
 def grid_positions(b: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
@@ -50,9 +39,6 @@ class KNGModule(StreamingMethod):
     stream radius), `covariance` (Covariance) and `growth` (Growth)."""
 
     name = "kng"
-    # Buffers (registered in __init__): the image gate's and the patch gate's thresholds.
-    gate: torch.Tensor
-    patch_limit: torch.Tensor
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
@@ -129,21 +115,8 @@ class KNGModule(StreamingMethod):
             None if acceptance.radius_window is None else StreamRadius(acceptance.radius_window)
         )
         self.radius_scale = 1.0  # its value at the last update (for reports)
-        self.image_gate = resolve_image_gate(acceptance.image_gate, PAPER_IMAGE_GATE)
-        self.gate_quantile = acceptance.gate_quantile
-        self.gate_margin = acceptance.gate_margin
-        self.gate_folds = acceptance.gate_folds
-        self.gate_window = acceptance.gate_window
-        self.stream_gate = StreamGate(
-            acceptance.gate_window, acceptance.gate_quantile, acceptance.gate_margin
-        )
-        self.patch_gate = acceptance.patch_gate
-        self.patch_gate_quantile = acceptance.patch_gate_quantile
-        self.patch_gate_margin = acceptance.patch_gate_margin
-        self.patch_gate_k = acceptance.patch_gate_k
-        self.reject_dilation = acceptance.reject_dilation
-        self.register_buffer("gate", torch.tensor(float("inf")))
-        self.register_buffer("patch_limit", torch.tensor(float("inf")))
+        # The image and patch gates before the node radius rule (gates.py).
+        self.gates = KNGGates(acceptance)
         self._shot_embeddings: list[torch.Tensor] = []
         self._shot_grid: tuple[int, int] = (0, 0)
         self._image_size: tuple[int, int] = (0, 0)
@@ -178,55 +151,21 @@ class KNGModule(StreamingMethod):
     def fit_shots(self) -> None:
         embeddings = torch.cat(self._shot_embeddings)
         self._shot_embeddings = []
-        self.stream_gate.reset()
+        self.gates.stream.reset()
         if self.stream_radius is not None:  # a new fit starts a new reference
             self.stream_radius = StreamRadius(self.stream_radius.window)
-        if self.image_gate == "shots" or self.patch_gate == "shots":
-            image_scores, patch_scores = self._held_out_scores(embeddings)
-            if self.image_gate == "shots":
-                threshold = gate_threshold(image_scores, self.gate_quantile) * self.gate_margin
-                self.gate = torch.tensor(threshold, device=self.gate.device)
-            if self.patch_gate == "shots":
-                limit = gate_threshold(patch_scores, self.patch_gate_quantile)
-                self.patch_limit = torch.tensor(
-                    limit * self.patch_gate_margin, device=self.patch_limit.device
+        if self.gates.needs_held_out_shots:
+            self.gates.calibrate(
+                *held_out_scores(
+                    self.model,
+                    embeddings,
+                    self._shot_grid,
+                    self._image_size,
+                    self.acceptance.gate_folds,
+                    self.sigma,
                 )
-        self.model.fit(embeddings)
-
-    def _held_out_scores(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image score and patch scores of every shot by a model fitted on the other folds.
-
-        `gate_folds` fits (the shots split into that many folds, in order): each shot is
-        scored as a normal image the model has not seen, which is what the stream brings.
-        """
-        per_image = self._shot_grid[0] * self._shot_grid[1]
-        num_shots = embeddings.shape[0] // per_image
-        folds = min(self.gate_folds, num_shots)
-        if folds < 2:
-            raise ValueError(
-                f"a gate from the shots needs held-out shots: gate_folds={self.gate_folds} and "
-                f"{num_shots} shots give {folds} fold(s); use at least 2 of each"
             )
-        images = embeddings.view(num_shots, per_image, -1)
-        fold_of = torch.arange(num_shots) % folds
-        scores = torch.empty(num_shots, dtype=torch.float32)
-        patches = torch.empty(num_shots, per_image, dtype=torch.float32)
-        for f in range(folds):
-            held = fold_of == f
-            model = copy.deepcopy(self.model)
-            try:
-                model.fit(images[~held].reshape(-1, images.shape[-1]))
-            except ValueError as err:
-                raise ValueError(
-                    f"the image gate fits K-NG on {int((~held).sum())} of the {num_shots} "
-                    f"shots ({folds} folds): {err}"
-                ) from err
-            patch = model.score(images[held].reshape(-1, images.shape[-1]))
-            patch = patch.view(-1, *self._shot_grid)
-            maps = smooth_anomaly_map(patch, self._image_size, self.sigma)
-            scores[held] = maps.amax(dim=(1, 2)).float().cpu()
-            patches[held] = patch.reshape(patch.shape[0], -1).float().cpu()
-        return scores, patches.flatten()
+        self.model.fit(embeddings)
 
     # ---------------------------------------------------------------- stream
     @torch.no_grad()
@@ -277,54 +216,33 @@ class KNGModule(StreamingMethod):
     def _allowed_patches(
         self, image_scores: torch.Tensor, patch_scores: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(B, h, w) bool: the patches the rules let through before the node radius rule
-        (None: all), and (B,) bool: the images the image gate let through (None: no gate).
-
-        The image gate drops whole images; the patch gate drops patches scoring above their
-        limit (components/acceptance.py) and, with `reject_dilation`, the patches within that many
-        grid steps of a dropped one (defects are spatially coherent)."""
-        if self.image_gate is None and self.patch_gate is None:
-            return None, None
-        allowed = torch.ones_like(patch_scores, dtype=torch.bool)
-        if self.patch_gate is not None:
-            limit = patch_limits(
-                self.patch_gate,
-                patch_scores,
-                self.patch_gate_k,
-                self.patch_gate_quantile,
-                self.patch_limit,
-            )
-            allowed &= ~rejected_patches(patch_scores, limit, self.reject_dilation)
-        keep = None
-        if self.image_gate is not None:
-            keep = self._gated_images(image_scores)
-            allowed &= keep[:, None, None]
-        return allowed, keep
-
-    def _gated_images(self, image_scores: torch.Tensor) -> torch.Tensor:
-        """(B,) bool: images below the gate. `shots`: the fixed threshold from the shots;
-        `stream`: the gate_quantile of the last gate_window stream image scores, this
-        batch included (self-calibrating as the score scale moves)."""
-        if self.image_gate == "shots":
-            return accepted_images(image_scores, self.gate)
-        keep = self.stream_gate(image_scores)
-        self.gate = torch.tensor(self.stream_gate.threshold).to(self.gate)
-        return keep
+        """(B, h, w) bool: the patches the gates let through before the node radius rule
+        (None: all), and (B,) bool: the images the image gate let through (None: no gate)."""
+        return self.gates.allowed(image_scores, patch_scores)
 
     def decision_threshold(self) -> float | None:
         """The image gate as it stands (for `stream`: after the last batch), if one is set."""
-        if self.image_gate is None or not torch.isfinite(self.gate):
-            return None
-        return float(self.gate)
+        return self.gates.decision_threshold()
+
+    # The gates' state, read by reports and tests as the module's.
+    @property
+    def gate(self) -> torch.Tensor:
+        return self.gates.gate
+
+    @property
+    def patch_limit(self) -> torch.Tensor:
+        return self.gates.patch_limit
+
+    @property
+    def image_gate(self) -> str | None:
+        return self.gates.image_gate
 
     # ---------------------------------------------------------------- state
     def stream_state(self) -> dict:
         return {
             "model": self.model.state_dict(),
             "embedder": self.embedder.channel_index,
-            "gate": self.gate,
-            "patch_limit": self.patch_limit,
-            "recent_scores": self.stream_gate.recent,
+            **self.gates.state(),
             "recurrence": None if self.recurrence is None else self.recurrence.state(),
             "stream_radius": None if self.stream_radius is None else self.stream_radius.state(),
         }
@@ -332,10 +250,7 @@ class KNGModule(StreamingMethod):
     def load_stream_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         if "gate" in state:
-            self.gate = state["gate"].to(self.gate.device)
-            self.patch_limit = state["patch_limit"].to(self.patch_limit.device)
-            self.stream_gate.recent = state["recent_scores"].cpu()
-            self.stream_gate.threshold = float(self.gate)
+            self.gates.load_state(state)
         if self.recurrence is not None and state.get("recurrence") is not None:
             self.recurrence.load_state(state["recurrence"])
         if self.stream_radius is not None and state.get("stream_radius") is not None:
@@ -360,10 +275,7 @@ class KNGModule(StreamingMethod):
             "num_nodes": self.model.current_nodes,
             "num_edges": int(self.model.edges.shape[0]),
         }
-        if self.image_gate is not None:
-            out["gate_threshold"] = float(self.gate)
-        if self.patch_gate == "shots":
-            out["patch_gate_threshold"] = float(self.patch_limit)
+        out.update(self.gates.summary())
         if self.stream_radius is not None:
             out["radius_scale"] = self.radius_scale
         out.update(self.model.growth_summary())

@@ -179,10 +179,13 @@ class KNGModel(GrowingState):
         self.grown.zero_()
         self.removed.zero_()
         self.whiten = torch.empty(0, x.shape[1], x.shape[1], device=x.device)
-        self._refresh(torch.ones(self.current_nodes, dtype=torch.bool, device=x.device))
+        self.refresh(torch.ones(self.current_nodes, dtype=torch.bool, device=x.device))
 
-    def _refresh(self, changed: torch.Tensor) -> None:
-        """Recompute the scoring caches of changed nodes and every threshold."""
+    def refresh(self, changed: torch.Tensor | None = None) -> None:
+        """Recompute the scoring caches (whitening factors) of the `changed` nodes ((K,) bool;
+        None: every node) and every threshold, e.g. after the rule or the state was set."""
+        if changed is None:
+            changed = torch.ones(self.current_nodes, dtype=torch.bool, device=self.means.device)
         cov = regularised_covariance(
             self.scatter[changed],
             self.counts[changed],
@@ -337,7 +340,7 @@ class KNGModel(GrowingState):
                 self.removed += int(idle.sum())
                 changed = changed[keep]
         if bool(changed.any()) or self.centres.shape[0] != self.current_nodes:
-            self._refresh(changed)
+            self.refresh(changed)
 
     def growth_summary(self) -> dict:
         """Nodes added and removed over the stream (only when the graph may change size)."""
