@@ -16,9 +16,10 @@ def test_extending_shows_the_example_that_the_comparison_test_runs():
     python = re.search(r"`mean_distance.py`:\n\n```python\n(.*?)```", text, re.S)
     config = re.search(r"`conf/method/mean_distance.yaml`:\n\n```yaml\n(.*?)```", text, re.S)
     assert python and python.group(1) == (EXAMPLE / "mean_distance.py").read_text()
-    assert config and config.group(1) == (
-        EXAMPLE / "conf" / "method" / "mean_distance.yaml"
-    ).read_text()
+    assert (
+        config
+        and config.group(1) == (EXAMPLE / "conf" / "method" / "mean_distance.yaml").read_text()
+    )
 
 
 @pytest.mark.parametrize("page", [REPO / "README.md", *DOCS], ids=lambda p: p.name)
