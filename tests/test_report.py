@@ -44,8 +44,15 @@ def instantiate_method(cfg, backbone):
     return instantiate(cfg.method, **({"backbone": backbone} if uses else {}))
 
 
+@pytest.fixture(scope="session")
+def sweep_data_dir(tmp_path_factory):
+    """Where the sweeps' datasets are made: a folder of this test process's own (under
+    pytest-xdist, workers building the same default outputs/data at once would race)."""
+    return tmp_path_factory.mktemp("sweep_data")
+
+
 @pytest.mark.parametrize("name", SWEEPS)
-def test_every_sweep_composes_and_each_of_its_values_instantiates(name, backbone):
+def test_every_sweep_composes_and_each_of_its_values_instantiates(name, backbone, sweep_data_dir):
     cfg = compose_with(f"sweep={name}")
     params = cfg.hydra.sweeper.params or {}
     if name == "smoke":  # the shared sizes of the *_smoke sweeps, not a sweep itself
@@ -54,7 +61,9 @@ def test_every_sweep_composes_and_each_of_its_values_instantiates(name, backbone
     assert str(cfg.hydra.mode).endswith("MULTIRUN") and params
     for key, spec in params.items():
         for value in parse_overrides([f"{key}={spec}"])[key]:  # a list, a range or a glob
-            one = compose_with(f"sweep={name}", f"{key}={value}")
+            one = compose_with(
+                f"sweep={name}", f"{key}={value}", f"paths.data_dir={sweep_data_dir}"
+            )
             if key == "seed":
                 assert one.protocol.split_seed == one.protocol.stream_seed == int(value)
                 continue
