@@ -25,8 +25,16 @@ class PaDiMModule(ImageGatedMethod):
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
         super().check_options(options)
-        if options_of(Covariance, options.get("covariance"), "covariance").prior:
+        cls._covariance(options.get("covariance"))
+
+    @staticmethod
+    def _covariance(given) -> Covariance:
+        """The `covariance` group, checked (by `check_options` before a run and by the
+        constructor): PaDiM's Gaussians take shrinkage and eps, not a fading prior."""
+        covariance = options_of(Covariance, given, "covariance")
+        if covariance.prior:
             raise ValueError("PaDiM has no method.covariance.prior (only shrinkage and eps)")
+        return covariance
 
     def __init__(
         self,
@@ -41,9 +49,7 @@ class PaDiMModule(ImageGatedMethod):
         **renamed,
     ) -> None:
         super().__init__(sigma, acceptance, **renamed)
-        covariance = options_of(Covariance, covariance, "covariance")
-        if covariance.prior:
-            raise ValueError("PaDiM has no method.covariance.prior (only shrinkage and eps)")
+        covariance = self._covariance(covariance)
         self.embedder = PatchEmbedder(backbone, feature_dim, feature_size, seed, upsample=upsample)
         self.model = PaDiMModel(covariance.eps, covariance.shrinkage)
 

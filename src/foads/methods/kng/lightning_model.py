@@ -45,17 +45,31 @@ class KNGModule(StreamingMethod):
         """The constructor's keys and types, then each group's keys, types and ranges, and the
         graph's size against its growth bound: everything before any work."""
         super().check_options(options)
-        options_of(KNGAcceptance, options.get("acceptance"), "acceptance")
-        options_of(Covariance, options.get("covariance"), "covariance")
-        growth = options_of(Growth, options.get("growth"), "growth")
-        nodes = options.get("num_nodes", 3136)
-        if growth.max_nodes is not None and growth.max_nodes < nodes:
-            raise ValueError(
-                f"method.growth.max_nodes={growth.max_nodes} is below num_nodes={nodes}"
-            )
-        weight = options.get("position_weight", 0.0)
-        if weight < 0:
-            raise ValueError(f"method.position_weight must be >= 0, got {weight}")
+        cls._groups(
+            options.get("acceptance"),
+            options.get("covariance"),
+            options.get("growth"),
+            options.get("num_nodes", 3136),
+            options.get("position_weight", 0.0),
+        )
+
+    @staticmethod
+    def _groups(
+        acceptance, covariance, growth, num_nodes: int, position_weight: float
+    ) -> tuple[KNGAcceptance, Covariance, Growth]:
+        """The option groups, each checked, and the options that tie them to the rest: the
+        one check that both `check_options` (before a run) and the constructor make."""
+        groups = (
+            options_of(KNGAcceptance, acceptance, "acceptance"),
+            options_of(Covariance, covariance, "covariance"),
+            options_of(Growth, growth, "growth"),
+        )
+        bound = groups[2].max_nodes
+        if bound is not None and bound < num_nodes:
+            raise ValueError(f"method.growth.max_nodes={bound} is below num_nodes={num_nodes}")
+        if position_weight < 0:
+            raise ValueError(f"method.position_weight must be >= 0, got {position_weight}")
+        return groups
 
     def __init__(
         self,
@@ -79,11 +93,9 @@ class KNGModule(StreamingMethod):
         super().__init__()
         refuse_renamed(self.name, renamed)
         # Every option is checked before any work, each error naming its key.
-        acceptance = options_of(KNGAcceptance, acceptance, "acceptance")
-        covariance = options_of(Covariance, covariance, "covariance")
-        growth = options_of(Growth, growth, "growth")
-        if position_weight < 0:
-            raise ValueError(f"method.position_weight must be >= 0, got {position_weight}")
+        acceptance, covariance, growth = self._groups(
+            acceptance, covariance, growth, num_nodes, position_weight
+        )
         self.acceptance = acceptance
         self.embedder = PatchEmbedder(
             backbone, feature_dim, feature_size, seed, aggregation, upsample
