@@ -8,10 +8,11 @@ from foads.components.gaussian import (
     group_stats,
     mahalanobis,
     merge_stats,
+    packing,
     regularised_covariance,
     whitening,
 )
-from foads.components.state import GrowingState
+from foads.components.state import PackedGaussians
 
 
 def _rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,8 +22,8 @@ def _rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rows, torch.arange(h * w, device=x.device).repeat(b)
 
 
-class PaDiMModel(GrowingState):
-    """Per-position (n, mean, scatter) in float64 and cached whitening factors.
+class PaDiMModel(PackedGaussians):
+    """Per-position (n, mean, scatter) in float64 and cached whitening factors, both packed.
 
     `covariance_shrinkage` s (not in the original PaDiM, whose s is 0): each position's
     covariance becomes (1 - s) S / (n - 1) + s G + eps I, G the shots' covariance pooled over
@@ -46,7 +47,8 @@ class PaDiMModel(GrowingState):
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> None:
         rows, pos = _rows(x)
-        self.counts, self.means, self.scatter = group_stats(rows, pos, x.shape[2] * x.shape[3])
+        k = x.shape[2] * x.shape[3]
+        self.counts, self.means, self.scatter = group_stats(rows, pos, k, packed=True)
         self.prior = (
             torch.cov(rows.to(torch.float64).T) if self.covariance_shrinkage else rows.new_empty(0)
         )
@@ -60,8 +62,9 @@ class PaDiMModel(GrowingState):
             eps=self.eps,
             dtype=torch.float32,
             shrinkage=self.covariance_shrinkage,
+            lower=True,
         )
-        self.whiten = whitening(cov)
+        self.whiten = packing(cov.shape[-1]).pack(whitening(cov))
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, allowed: torch.Tensor | None = None) -> None:
@@ -71,7 +74,7 @@ class PaDiMModel(GrowingState):
         if allowed is not None:
             keep = allowed.reshape(-1).to(rows.device)
             rows, pos = rows[keep], pos[keep]
-        new = group_stats(rows, pos, self.means.shape[0])
+        new = group_stats(rows, pos, self.means.shape[0], packed=True)
         self.counts, self.means, self.scatter = merge_stats(
             self.counts, self.means, self.scatter, *new
         )

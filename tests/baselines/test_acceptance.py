@@ -250,8 +250,13 @@ def test_padim_covariance_shrinkage_keeps_a_share_of_the_shots_covariance():
     rows = x.permute(0, 2, 3, 1).reshape(-1, 5)
     prior = torch.cov(rows.T)
     torch.testing.assert_close(shrunk.prior, prior)
-    cov = torch.linalg.inv(shrunk.whiten[0].double().T @ shrunk.whiten[0].double())
-    expected = 0.5 * shrunk.scatter[0] / 11 + 0.5 * prior + 0.01 * torch.eye(5, dtype=torch.float64)
+    w = shrunk.whitening_factors()[0].double()
+    cov = torch.linalg.inv(w.T @ w)
+    expected = (
+        0.5 * shrunk.scatter_matrices()[0] / 11
+        + 0.5 * prior
+        + 0.01 * torch.eye(5, dtype=torch.float64)
+    )
     torch.testing.assert_close(cov, expected, rtol=1e-4, atol=1e-5)
     assert plain.prior.numel() == 0
     # the state round-trips (resume) either way

@@ -36,7 +36,7 @@ def test_updates_equal_stats_of_everything_absorbed():
     model = KNGModel(num_nodes=30, epochs=3, threshold_type="none")
     model.fit(shots)
     absorbed_x, absorbed_node = [], []
-    base = (model.counts.clone(), model.means.clone(), model.scatter.clone())
+    base = (model.counts.clone(), model.means.clone(), model.scatter_matrices())
     for i, size in enumerate([1, 7, 300, 1, 450]):
         batch = clustered(size, seed=10 + i)
         assignment = model.assign(batch)
@@ -56,7 +56,7 @@ def test_updates_equal_stats_of_everything_absorbed():
     scatter = second - n[:, None, None] * mean[:, :, None] * mean[:, None, :]
     torch.testing.assert_close(model.counts, n, rtol=0, atol=0)
     torch.testing.assert_close(model.means, mean, rtol=0, atol=1e-9)
-    torch.testing.assert_close(model.scatter, scatter, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.scatter_matrices(), scatter, rtol=0, atol=1e-6)
 
 
 def test_pseudo_labelling_skips_far_embeddings():

@@ -255,7 +255,8 @@ def test_shrinkage_keeps_a_fixed_share_of_the_shot_covariance():
     shrunk.fit(x)
 
     def cov(m):
-        return torch.linalg.inv(m.whiten.double().transpose(1, 2) @ m.whiten.double())
+        w = m.whitening_factors().double()
+        return torch.linalg.inv(w.transpose(1, 2) @ w)
 
     eye = 0.01 * torch.eye(8, dtype=torch.float64)
     expected = 0.5 * (cov(plain) - eye) + 0.5 * plain.prior + eye

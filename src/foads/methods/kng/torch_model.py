@@ -2,6 +2,8 @@
 
 The state (docs/kng.md) is, per node, a mean, a count, a scatter matrix (float64), an
 acceptance threshold and a cached whitening factor, plus an undirected edge list with ages.
+The scatter matrices (symmetric) and whitening factors (lower-triangular) are stored packed,
+d (d + 1) / 2 numbers each (components/gaussian.py, `Packing`).
 It never stores images or old embeddings: memory is O(K d^2) whatever the stream length.
 """
 
@@ -12,15 +14,17 @@ from dataclasses import dataclass
 import torch
 
 from foads.components.gaussian import (
+    Packing,
     group_stats,
     mahalanobis,
     merge_stats,
+    packing,
     regularised_covariance,
     whitening,
 )
 from foads.components.nearest import knn
 from foads.components.options import Covariance, options_of, refuse_renamed
-from foads.components.state import GrowingState
+from foads.components.state import PackedGaussians
 from foads.methods.kng.graph import (
     EDGE_AGING,
     THRESHOLD_TYPES,
@@ -45,7 +49,7 @@ class NodeAssignment:
     distance: torch.Tensor
 
 
-class KNGModel(GrowingState):
+class KNGModel(PackedGaussians):
     """The K-NG model: initial fit on shot embeddings, scoring, exact incremental updates."""
 
     # Buffers (registered in __init__; they change shape as the model learns).
@@ -54,7 +58,6 @@ class KNGModel(GrowingState):
     scatter: torch.Tensor
     thresholds: torch.Tensor
     prior: torch.Tensor
-    centres: torch.Tensor
     whiten: torch.Tensor
     updates: torch.Tensor
     last_win: torch.Tensor
@@ -118,7 +121,7 @@ class KNGModel(GrowingState):
         self.grow_min_count = growth.min_count
         self.remove_after = growth.remove_after
         self.seed = seed
-        for name in ("counts", "means", "scatter", "thresholds", "prior", "centres", "whiten"):
+        for name in ("counts", "means", "scatter", "thresholds", "prior", "whiten"):
             self.register_buffer(name, torch.empty(0))
         # Growth bookkeeping: updates so far, and the update at which each node last won.
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -167,51 +170,61 @@ class KNGModel(GrowingState):
             centres = sums[keep] / counts[keep, None]
             edges, ages = keep_nodes(edges, ages, keep)
             s1 = (torch.cumsum(keep.long(), 0) - 1)[s1]
-        counts, means, scatter = group_stats(x, s1, centres.shape[0])
+        counts, means, scatter = group_stats(x, s1, centres.shape[0], packed=True)
         # A node needs two embeddings for a covariance; fewer would give NaN.
         keep = counts >= 2
         self.edges, self.edge_ages = keep_nodes(edges, ages, keep)
         self.counts, self.means, self.scatter = counts[keep], means[keep], scatter[keep]
         x64 = x.to(torch.float64)
-        self.prior = torch.cov(x64.T) if m > 1 else torch.zeros_like(scatter[0])
+        d = x.shape[1]
+        self.prior = torch.cov(x64.T) if m > 1 else x64.new_zeros(d, d)
         self.last_win = torch.zeros(self.current_nodes, dtype=torch.long, device=x.device)
         self.updates.zero_()
         self.grown.zero_()
         self.removed.zero_()
-        self.whiten = torch.empty(0, x.shape[1], x.shape[1], device=x.device)
+        self.whiten = torch.empty(0, Packing.size(d), device=x.device)
         self.refresh(torch.ones(self.current_nodes, dtype=torch.bool, device=x.device))
 
     def refresh(self, changed: torch.Tensor | None = None) -> None:
         """Recompute the scoring caches (whitening factors) of the `changed` nodes ((K,) bool;
         None: every node) and every threshold, e.g. after the rule or the state was set."""
-        if changed is None:
-            changed = torch.ones(self.current_nodes, dtype=torch.bool, device=self.means.device)
+        nodes = (
+            torch.arange(self.current_nodes, device=self.means.device)
+            if changed is None
+            else changed.nonzero().squeeze(1)
+        )
+        self._factorise(nodes, self.counts[nodes], self.scatter[nodes])
+        self._refresh_radii()
+
+    def _factorise(self, nodes: torch.Tensor, counts: torch.Tensor, scatter: torch.Tensor) -> None:
+        """Whitening factors of `nodes` (indices) from their counts and packed scatters."""
         cov = regularised_covariance(
-            self.scatter[changed],
-            self.counts[changed],
+            scatter,
+            counts,
             self.prior,
             self.covariance_prior,
             self.eps,
             dtype=torch.float32,
             shrinkage=self.covariance_shrinkage,
+            lower=True,
         )
-        dtype = torch.float32
+        d = self.means.shape[1]
         missing = self.current_nodes - self.whiten.shape[0]
-        if missing > 0:  # new nodes (fit or growth) get rows; `changed` covers them
-            d = self.means.shape[1]
-            pad = torch.zeros(missing, d, d, dtype=dtype, device=self.means.device)
-            self.whiten = torch.cat([self.whiten.to(dtype), pad])
-        self.whiten[changed] = whitening(cov)
-        self.centres = self.means.to(dtype)
+        if missing > 0:  # new nodes (fit or growth) get rows; `nodes` covers them
+            pad = self.whiten.new_zeros(missing, Packing.size(d), dtype=cov.dtype)
+            self.whiten = torch.cat([self.whiten.to(cov.dtype), pad])
+        self.whiten[nodes] = packing(d).pack(whitening(cov))
+
+    def _refresh_radii(self) -> None:
         self.thresholds = node_thresholds(
-            self.centres, self.edges, self.threshold_type, self.threshold_scale
+            self.means.float(), self.edges, self.threshold_type, self.threshold_scale
         )
 
     # ---------------------------------------------------------------- scoring
     @torch.no_grad()
     def assign(self, x: torch.Tensor) -> NodeAssignment:
         """Nearest and second-nearest node of every embedding (Euclidean [10])."""
-        idx, dist = knn(x, self.centres, k=2)
+        idx, dist = knn(x, self.means, k=2)
         return NodeAssignment(idx[:, 0], idx[:, 1], dist[:, 0])
 
     @torch.no_grad()
@@ -219,7 +232,7 @@ class KNGModel(GrowingState):
         """Mahalanobis distance of each embedding to its nearest node [11]."""
         if assignment is None:
             assignment = self.assign(x)
-        return mahalanobis(x, self.centres, self.whiten, assignment.s1)
+        return mahalanobis(x, self.means, self.whiten, assignment.s1)
 
     # ---------------------------------------------------------------- online update (Algorithm 2)
     @torch.no_grad()
@@ -271,17 +284,16 @@ class KNGModel(GrowingState):
         k = self.current_nodes
         edges, ages = walk_edges(s1, s2, k, self.edges, self.edge_ages, self.edge_aging)
         self.edges, self.edge_ages = prune_edges(edges, ages, self.age_max)
-        n_new, mean_new, scatter_new = group_stats(x[merge], s1, k)
-        changed = n_new > 0
-        n, mean, scatter = merge_stats(
-            self.counts[changed],
-            self.means[changed],
-            self.scatter[changed],
-            n_new[changed],
-            mean_new[changed],
-            scatter_new[changed],
-        )
-        self.counts[changed], self.means[changed], self.scatter[changed] = n, mean, scatter
+        # Only the nodes that won something: their new statistics, merged into theirs.
+        nodes, node_of_row = torch.unique(s1, return_inverse=True)
+        changed = torch.zeros(k, dtype=torch.bool, device=s1.device)
+        if nodes.numel():
+            new = group_stats(x[merge], node_of_row, nodes.shape[0], packed=True)
+            old = (self.counts[nodes], self.means[nodes], self.scatter[nodes])
+            n, mean, scatter = merge_stats(*old, *new)
+            self.counts[nodes], self.means[nodes], self.scatter[nodes] = n, mean, scatter
+            self._factorise(nodes, n, scatter)
+            changed[nodes] = True
         if grow_rows is not None and grow_rows.numel():
             changed = self._add_nodes(x[grow_rows], changed)
         self._after_update(changed)
@@ -294,7 +306,7 @@ class KNGModel(GrowingState):
         """Accepted embeddings farther than grow_scale node radii from their nearest node
         seed new nodes (when there are at least grow_min_count of them); the rest merge."""
         assert self.grow_scale is not None  # only called when the graph may grow
-        radius = node_thresholds(self.centres, self.edges, "median", 1.0)
+        radius = node_thresholds(self.means.float(), self.edges, "median", 1.0)
         far = accepted & (assignment.distance > self.grow_scale * radius[assignment.s1])
         if int(far.sum()) < self.grow_min_count:
             return accepted, None
@@ -315,7 +327,7 @@ class KNGModel(GrowingState):
             filled = counts > 0
             centres[filled] = sums[filled] / counts[filled, None]
         idx, _ = knn(x, centres, k=1)
-        counts, means, scatter = group_stats(x, idx[:, 0], k)
+        counts, means, scatter = group_stats(x, idx[:, 0], k, packed=True)
         keep = counts >= 2
         added = int(keep.sum())
         self.counts = torch.cat([self.counts, counts[keep]])
@@ -323,11 +335,14 @@ class KNGModel(GrowingState):
         self.scatter = torch.cat([self.scatter, scatter[keep]])
         self.last_win = torch.cat([self.last_win, self.last_win.new_full((added,), 0)])
         self.grown += added
+        first = self.current_nodes - added
+        new_nodes = torch.arange(first, self.current_nodes, device=changed.device)
+        self._factorise(new_nodes, counts[keep], scatter[keep])
         new = torch.ones(added, dtype=torch.bool, device=changed.device)
         return torch.cat([changed, new])
 
     def _after_update(self, changed: torch.Tensor) -> None:
-        """Count the update, note the winners, remove long-idle nodes, refresh the caches."""
+        """Count the update, note the winners, remove long-idle nodes, refresh the radii."""
         self.updates += 1
         self.last_win[changed] = self.updates
         if self.remove_after is not None:
@@ -339,8 +354,8 @@ class KNGModel(GrowingState):
                     setattr(self, name, getattr(self, name)[keep])
                 self.removed += int(idle.sum())
                 changed = changed[keep]
-        if bool(changed.any()) or self.centres.shape[0] != self.current_nodes:
-            self.refresh(changed)
+        if bool(changed.any()) or self.thresholds.shape[0] != self.current_nodes:
+            self._refresh_radii()
 
     def growth_summary(self) -> dict:
         """Nodes added and removed over the stream (only when the graph may change size)."""
