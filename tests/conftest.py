@@ -4,12 +4,17 @@ import os
 import sys
 from pathlib import Path
 
+# foads before torch: importing it shortens OpenMP's spin while idle threads wait
+# (GOMP_SPINCOUNT), which OpenMP reads once, when torch loads it. Otherwise the tests' own
+# torch threads spin long, and a test run beside another process on the same cores takes
+# several times as long.
+from foads.registry import CONF_DIR
+
+# isort: split
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-
-from foads.registry import CONF_DIR
 
 # Under pytest-xdist (`make test` runs `-n auto`) each worker takes its share of the cores:
 # torch processes that each spin every core's threads slow each other several-fold.

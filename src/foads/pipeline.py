@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 from hydra.utils import get_class, instantiate
@@ -43,6 +44,7 @@ from foads.protocol.resume import (
 )
 from foads.protocol.settings import check_settings
 from foads.protocol.split import few_shot_split
+from foads.threads import apply_threads, available_cpus, resolve_threads
 
 log = logging.getLogger(__name__)
 # Keep Lightning's start-up chatter (accelerator lines, tips) out of the run's output.
@@ -75,6 +77,7 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
     assert isinstance(method_options, dict)
     # before any work, naming the key
     method_class(cfg).check_options({str(k): v for k, v in method_options.items()})
+    use_threads(cfg)
     out_dir = Path(cfg.paths.output_dir)
     claim_output_dir(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +156,30 @@ def run(cfg: DictConfig, open_inputs: OpenInputs | None = None) -> dict:
             + "; ".join(f"{c}: {per_category[c]['error']}" for c in failed)
         )
     return summary
+
+
+def use_threads(cfg: DictConfig) -> int:
+    """Give torch the threads that `trainer.threads` asks for (default: the CPUs this process
+    may use, foads.threads); once per run, before any torch work. Returns the number."""
+    asked = cfg.trainer.get("threads")
+    threads = resolve_threads(asked)
+    apply_threads(threads)
+    log.info(
+        "torch threads: %d (trainer.threads=%s; %d CPUs available to this process)",
+        threads,
+        "null" if asked is None else asked,
+        available_cpus(),
+    )
+    return threads
+
+
+def build_trainer(cfg: DictConfig, **kwargs) -> L.Trainer:
+    """The Lightning Trainer of `cfg.trainer`, with `kwargs` on top. `trainer.threads` is
+    foads's own key, applied once per run by `use_threads`, not a Trainer argument."""
+    conf = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(conf, dict)  # a DictConfig's container
+    conf.pop("threads", None)
+    return instantiate(conf, **kwargs)
 
 
 def _category_checkpoint(ckpt_path, category: str, many: bool) -> Path | None:
@@ -249,7 +276,7 @@ def run_category(
         start = ckpt["stream"]["position"]
         fit = ckpt["stream"]["fit"]
     else:
-        trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+        trainer = build_trainer(cfg, logger=False, callbacks=[])
         t0 = time.perf_counter()
         trainer.fit(method, train_dataloaders=inputs.loader(shots, protocol.batch_size))
         # Table 7's "initial parameters": the backbone's weights and the state after the fit.
@@ -293,7 +320,7 @@ def run_category(
         stop=stop,
         enabled=cfg.get("save_checkpoint", True),
     )
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[evaluator, checkpoint])
+    trainer = build_trainer(cfg, logger=loggers or False, callbacks=[evaluator, checkpoint])
     for logger in loggers:
         logger.log_hyperparams(hyperparameters(cfg, category))
     stream = inputs.loader(
@@ -400,8 +427,8 @@ def _shots_threshold(cfg, inputs, shots, method_kwargs) -> float | None:
     batch_size = cfg.protocol.batch_size
     scores = held_out_shot_scores(
         make_method=lambda: instantiate(cfg.method, **method_kwargs),
-        make_trainer=lambda: instantiate(
-            cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False
+        make_trainer=lambda: build_trainer(
+            cfg, logger=False, callbacks=[], enable_progress_bar=False
         ),
         loader=lambda samples: inputs.loader(samples, batch_size),
         shots=shots,
