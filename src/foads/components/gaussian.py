@@ -271,14 +271,13 @@ def mahalanobis(
 
     `whiten` is full (K, d, d) or packed lower-triangular (K, P)."""
     n, d = x.shape
-    unpack = packing(d).unpack if whiten.ndim == means.ndim else None
+    if whiten.ndim == means.ndim:  # packed: unpacked once (a copy per block costs more)
+        whiten = packing(d).unpack(whiten, triangular=True)
     blocks = GroupBlocks.build(group, whiten.shape[0])
     g = group[blocks.order]
     packed = blocks.pack(x[blocks.order] - means[g].to(x.dtype))
     for part in blocks.chunks(d, x.element_size()):
         w = whiten[blocks.block_group[part]].to(x.dtype)
-        if unpack:
-            w = unpack(w, triangular=True)
         packed[part] = torch.bmm(packed[part], w.transpose(1, 2))
     out = torch.empty(n, dtype=x.dtype, device=x.device)
     out[blocks.order] = packed[blocks.block_id, blocks.slot].square().sum(-1).sqrt()

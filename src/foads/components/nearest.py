@@ -8,8 +8,11 @@ import torch
 # of float32) makes the top-k pass cheap: 3065 nodes x 31360 queries took 0.26 s against
 # 0.47 s with 256 MiB blocks (2 cores; docs/results.md, "Speed"); a GPU wants few
 # large launches.
+# A block has at least _MIN_ROWS queries, whatever the bank's size (SPADE's galleries grow
+# to 10^5 rows and more: a block of a few queries then costs a pass over the bank each).
 _MAX_ENTRIES = {"cpu": 1 << 19}
 _MAX_ENTRIES_OTHER = 64 << 20
+_MIN_ROWS = 256
 
 
 def knn(queries: torch.Tensor, bank: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,7 +26,7 @@ def knn(queries: torch.Tensor, bank: torch.Tensor, k: int = 1) -> tuple[torch.Te
     bank = bank.to(queries.dtype)
     bank_sq = bank.square().sum(1)
     entries = _MAX_ENTRIES.get(queries.device.type, _MAX_ENTRIES_OTHER)
-    chunk = max(1, entries // max(1, bank.shape[0]))
+    chunk = max(_MIN_ROWS, entries // max(1, bank.shape[0]))
     idx_out = torch.empty(queries.shape[0], k, dtype=torch.long, device=queries.device)
     dist_out = torch.empty(queries.shape[0], k, dtype=queries.dtype, device=queries.device)
     for start in range(0, queries.shape[0], chunk):
