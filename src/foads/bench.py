@@ -5,13 +5,18 @@ Sizes: 3136 nodes, d = 100, 56 x 56 embeddings per 224 x 224 image, batches of 1
 offline EfficientNet-Lite0, so acceptance rates are those of real patch features. Timed
 separately: the backbone, the initial fit, offline scoring (nearest-node search, Mahalanobis
 distance, map smoothing) and online scoring plus update (the same search serves both), with
-the paper's median rule and with every patch accepted (the update's worst case).
-Targets (issue 2, 2-core CPU): online <= 0.25 s/image, offline <= 0.15 s/image, fit <= 60 s.
+the paper's median rule and with every patch accepted (the update's worst case). Then every
+method end to end, and two independent runs sharing the cores (foads.bench_sharing);
+`--readme README.md` writes the figures into the README's speed table (foads.bench_report).
+Targets (issues 2 and 15, 2-core CPU): online <= 0.25 s/image and <= 1.3 x offline (with the
+backbone), offline <= 0.15 s/image, fit <= 60 s, state <= 180 MiB, two runs at once <= 1.3 x
+one after the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import resource
 import tempfile
 import time
@@ -119,6 +124,9 @@ def bench(device: str = "cpu", batches: int = 4, batch_size: int = 10) -> dict:
     out["fit_kng_only_s"] = t_fit
     out["nodes"] = model.current_nodes
     out["state_mib"] = model.state_bytes() / 2**20
+    saved = io.BytesIO()  # what a checkpoint holds of the model
+    torch.save(model.state_dict(), saved)
+    out["checkpoint_mib"] = saved.tell() / 2**20
 
     def offline(x):
         a = model.assign(x)
@@ -239,7 +247,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", type=int, default=4)
-    parser.add_argument("--no-methods", action="store_true", help="skip the side-by-side table")
+    parser.add_argument("--no-methods", action="store_true", help="skip the all-methods table")
+    parser.add_argument(
+        "--sharing-trials",
+        type=int,
+        default=2,
+        help="trials of two runs sharing the cores (foads.bench_sharing); 0 skips them",
+    )
+    parser.add_argument(
+        "--readme", help="write the figures into this README's speed table (e.g. README.md)"
+    )
     parser.add_argument(
         "--methods", help=f"comma-separated subset of {','.join(METHODS)} (default: all)"
     )
@@ -252,6 +269,13 @@ def main(argv=None) -> None:
         "a ratio to the default's",
     )
     args = parser.parse_args(argv)
+    if args.readme:  # before minutes of work, not after
+        from foads.bench_report import readme_parts
+
+        try:
+            readme_parts(args.readme)
+        except (OSError, ValueError) as err:
+            parser.error(f"--readme: {err}")
     r = bench(args.device, args.batches)
     b = r["backbone_s_per_image"]
     print(
@@ -270,20 +294,39 @@ def main(argv=None) -> None:
         f"  offline scoring:              {r['offline_kng_s_per_image']:.3f} s/image K-NG, "
         f"{r['offline_kng_s_per_image'] + b:.3f} with backbone (target <= 0.15)"
     )
+    offline = r["offline_kng_s_per_image"] + b
     for rule in ("median", "none"):
         t = r[f"online_{rule}_kng_s_per_image"]
         print(
             f"  online, {rule:6s} rule ({100 * r[f'online_{rule}_accepted']:.0f}% accepted): "
             f"{t:.3f} s/image K-NG, {t + b:.3f} with backbone (target <= 0.25), "
-            f"{1 / (t + b):.1f} images/s"
+            f"{1 / (t + b):.1f} images/s, {(t + b) / offline:.2f} x offline (target <= 1.3)"
         )
     print(
-        f"  model state: {r['state_mib']:.0f} MiB; peak RSS {r['peak_rss_mib']:.0f} MiB"
+        f"  model state: {r['state_mib']:.1f} MiB, saved {r['checkpoint_mib']:.1f} MiB "
+        f"(target <= 180); peak RSS "
+        f"{r['peak_rss_mib']:.0f} MiB"
         + (f"; peak CUDA {r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else "")
     )
+    kng = r
+    rows = [] if args.no_methods else methods_table(parser, args)
+    sharing = None
+    if args.sharing_trials > 0:
+        from foads import bench_sharing
 
-    if args.no_methods:
-        return
+        print("\nTwo online K-NG runs started at once on these cores, each at its defaults:")
+        trials = bench_sharing.side_by_side(args.sharing_trials)
+        bench_sharing.print_table(trials)
+        sharing = bench_sharing.pooled_ratio(trials)
+    if args.readme:
+        from foads.bench_report import speed_table, write_readme
+
+        write_readme(args.readme, speed_table(kng, rows, sharing))
+        print(f"\nwrote the speed table of {args.readme}")
+
+
+def methods_table(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[dict]:
+    """Every method (or --methods) end to end, and K-NG under each --rule; printed."""
     methods = tuple(args.methods.split(",")) if args.methods else METHODS
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -310,6 +353,7 @@ def main(argv=None) -> None:
             f"  {r['method']}: online {r['online_s_per_image'] / default:.2f} x the default "
             f"K-NG's in this run; state {extra:+.2f} MiB"
         )
+    return rows
 
 
 if __name__ == "__main__":
