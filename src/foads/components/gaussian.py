@@ -214,7 +214,7 @@ def regularised_covariance(
         if lower:
             cov = cov.tril_()
     cov.mul_(a.to(dtype)[:, None, None])
-    if use_prior:
+    if prior is not None and use_prior:
         g = prior.to(dtype).tril() if lower else prior.to(dtype)
         cov.addcmul_(c.to(dtype)[:, None, None], g)
     cov.diagonal(dim1=-2, dim2=-1).add_(eps)
