@@ -27,10 +27,11 @@ _LEAF = 16
 
 @dataclass(frozen=True)
 class Packing:
-    """Index maps between d x d matrices and their packed lower triangle (d (d + 1) / 2).
+    """The packed layout of d x d matrices: their lower triangle, d (d + 1) / 2 numbers.
 
-    Row i of the matrix is the slice starts[i] : starts[i] + i + 1 of its packed form; packing
-    and unpacking copy those d slices (a gather per entry is twice as slow on the CPU).
+    Row i of the matrix (its first i + 1 entries) is the slice i (i + 1) / 2 : (i + 1) (i + 2) / 2
+    of the packed form; packing and unpacking copy those d slices (a gather per entry is
+    twice as slow on the CPU).
     """
 
     d: int
@@ -202,9 +203,8 @@ def regularised_covariance(
     """
     packed = scatter.ndim == counts.ndim + 1
     dtype = dtype or scatter.dtype
-    use_prior = prior is not None and (prior_weight > 0 or shrinkage > 0)
-    if not use_prior:
-        shrinkage = 0.0
+    if prior is None or not (prior_weight > 0 or shrinkage > 0):
+        prior, shrinkage = None, 0.0
     a = (1.0 - shrinkage) / (counts - 1.0 + prior_weight).clamp_min(1.0)
     c = prior_weight * a + shrinkage
     if packed:
@@ -214,7 +214,7 @@ def regularised_covariance(
         if lower:
             cov = cov.tril_()
     cov.mul_(a.to(dtype)[:, None, None])
-    if prior is not None and use_prior:
+    if prior is not None:
         g = prior.to(dtype).tril() if lower else prior.to(dtype)
         cov.addcmul_(c.to(dtype)[:, None, None], g)
     cov.diagonal(dim1=-2, dim2=-1).add_(eps)
