@@ -111,3 +111,18 @@ def test_one_epoch_is_one_kmeans_round():
     one.fit(x)
     two.fit(x)
     assert not torch.equal(one.means, two.means)  # the second round moved the centres
+
+
+def test_a_state_saved_with_full_matrices_loads_into_the_packed_model():
+    x = clustered(1500, seed=4)
+    model = KNGModel(num_nodes=30, epochs=3)
+    model.fit(x)
+    old = dict(model.state_dict())  # as saved before packing: full d x d, plus the centres
+    old["scatter"] = model.scatter_matrices()
+    old["whiten"] = model.whitening_factors()
+    old["centres"] = model.means.float()
+    loaded = KNGModel(num_nodes=30, epochs=3)
+    loaded.load_state_dict(old)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], value, rtol=0, atol=0)
+    torch.testing.assert_close(loaded.score(x[:50]), model.score(x[:50]), rtol=0, atol=0)

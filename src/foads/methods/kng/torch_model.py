@@ -133,6 +133,11 @@ class KNGModel(PackedGaussians):
         self.register_buffer("edge_ages", ages)
 
     # ---------------------------------------------------------------- state
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # States saved before the centres became means.float() on demand carry them.
+        state_dict.pop(prefix + "centres", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def fitted(self) -> bool:
         return self.means.numel() > 0
