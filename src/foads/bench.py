@@ -168,6 +168,16 @@ def bench(device: str = "cpu", batches: int = 4, batch_size: int = 10) -> dict:
 METHODS = distinct_methods()
 
 
+def chosen_methods(parser: argparse.ArgumentParser, text: str | None) -> tuple[str, ...]:
+    """The methods that a `--methods a,b` option names (all when it is unset); a parser
+    error naming the unknown ones."""
+    methods = tuple(text.split(",")) if text else METHODS
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; expected some of {','.join(METHODS)}")
+    return methods
+
+
 def method_config(name: str, overrides: tuple = ()):
     """`conf/method/<name>.yaml` as `python -m foads.run method=<name> <overrides>` composes
     it (overrides such as `method.acceptance.recurrence_window=200`)."""
@@ -269,7 +279,11 @@ def main(argv=None) -> None:
         "a ratio to the default's",
     )
     args = parser.parse_args(argv)
-    if args.readme:  # before minutes of work, not after
+    # The options are checked before minutes of work, not after.
+    methods = chosen_methods(parser, args.methods)
+    if args.rule and methods[0] != "kng":
+        parser.error("--rule compares with the default K-NG: --methods must start with kng")
+    if args.readme:
         from foads.bench_report import readme_parts
 
         try:
@@ -309,7 +323,7 @@ def main(argv=None) -> None:
         + (f"; peak CUDA {r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else "")
     )
     kng = r
-    rows = [] if args.no_methods else methods_table(parser, args)
+    rows = [] if args.no_methods else methods_table(args, methods)
     sharing = None
     if args.sharing_trials > 0:
         from foads import bench_sharing
@@ -325,14 +339,8 @@ def main(argv=None) -> None:
         print(f"\nwrote the speed table of {args.readme}")
 
 
-def methods_table(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[dict]:
-    """Every method (or --methods) end to end, and K-NG under each --rule; printed."""
-    methods = tuple(args.methods.split(",")) if args.methods else METHODS
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        parser.error(f"--methods: unknown {unknown}; expected some of {','.join(METHODS)}")
-    if args.rule and methods[0] != "kng":
-        parser.error("--rule compares with the default K-NG: --methods must start with kng")
+def methods_table(args: argparse.Namespace, methods: Sequence[str]) -> list[dict]:
+    """The methods end to end, and K-NG under each --rule; printed."""
     rows = compare_methods(args.device, args.batches, args.rule, methods)
     print("\nAll methods end to end (EfficientNet-Lite0 included), same images, batch 10:")
     print(

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
-from foads.bench import METHODS, bench_method
+from foads.bench import METHODS, bench_method, chosen_methods
 
 BATCH_SIZES = (10, 100)
 # Stream images per job: 20 batches of 10, 2 of 100 (the first batch of each size is not
@@ -113,10 +113,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         "--methods", help=f"comma-separated subset of {','.join(METHODS)} (default: all)"
     )
     args = parser.parse_args(argv)
-    methods = tuple(args.methods.split(",")) if args.methods else METHODS
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        parser.error(f"--methods: unknown {unknown}; expected some of {','.join(METHODS)}")
+    methods = chosen_methods(parser, args.methods)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.exit(2, NO_CUDA.format(torch=torch.__version__, cuda=torch.version.cuda))
     batch_sizes = SMALL_BATCH_SIZES if args.small else BATCH_SIZES
